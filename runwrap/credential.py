@@ -1,0 +1,132 @@
+"""What a vault item is, how a query names one, and how a domain matches a host.
+
+Shared by providers (which return `Item`s), the listener (which turns an item into the fields a
+request names) and the consumer (which receives a `Credential` of `Secret`s).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from runwrap.secret import Secret
+
+FIELDS = ("username", "password", "totp", "uri", "notes", "domain", "credential_id")
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def normalize_domain(domain: str) -> str:
+    """Lower case, no trailing dot, IDNA-encoded; ValueError if it is not a host name."""
+    host = domain.strip().rstrip(".").lower()
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"not a domain name: {domain!r}") from exc
+    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+        raise ValueError(f"not a domain name: {domain!r}")
+    return host
+
+
+def host_of(uri_or_host: str) -> str:
+    """The host of a URI (`https://github.com/login` -> `github.com`), or the text itself."""
+    text = uri_or_host.strip()
+    if "://" in text:
+        text = urlsplit(text).hostname or ""
+    else:
+        text = text.split("/", 1)[0].split(":", 1)[0]
+    return text.rstrip(".").lower()
+
+
+def host_matches(item_host: str, query_domain: str) -> bool:
+    """True if `item_host` is `query_domain` or a parent of it (`github.com` serves `api.github.com`)."""
+    item_host = host_of(item_host)
+    if not item_host:
+        return False
+    return query_domain == item_host or query_domain.endswith("." + item_host)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Exactly one of `domain` or `id` (a vault item id)."""
+
+    domain: str | None = None
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.domain is None) == (self.id is None):
+            raise ValueError("a query names exactly one of a domain or an id")
+        if self.domain is not None:
+            object.__setattr__(self, "domain", normalize_domain(self.domain))
+        if self.id is not None and not _ID.match(self.id):
+            raise ValueError(f"not a vault item id: {self.id!r}")
+
+    def to_wire(self) -> dict[str, str]:
+        return {"domain": self.domain} if self.domain is not None else {"id": str(self.id)}
+
+    @classmethod
+    def from_wire(cls, data: object) -> Query:
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError("a query is an object with one key, domain or id")
+        ((key, value),) = data.items()
+        if key not in ("domain", "id") or not isinstance(value, str):
+            raise ValueError("a query is an object with one key, domain or id")
+        return cls(**{key: value})
+
+    def __str__(self) -> str:
+        return f"domain {self.domain}" if self.domain is not None else f"id {self.id}"
+
+
+@dataclass
+class Item:
+    """One vault item as a provider returns it. Secret-bearing fields are `Secret`s."""
+
+    credential_id: str
+    domain: str
+    username: str = ""
+    password: Secret = field(default_factory=Secret)
+    totp_secret: Secret | None = None  # the stored seed; only its current code leaves the listener
+    uri: str = ""
+    notes: Secret | None = None
+
+    def wipe(self) -> None:
+        for secret in (self.password, self.totp_secret, self.notes):
+            if secret is not None:
+                secret.wipe()
+
+
+class Credential(Mapping[str, Secret]):
+    """The fields a consumer received, each a `Secret`; wiped by `wipe()` or on leaving a `with`."""
+
+    def __init__(self, fields: Mapping[str, Secret]) -> None:
+        self._fields = dict(fields)
+
+    def __getitem__(self, name: str) -> Secret:
+        return self._fields[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __getattr__(self, name: str) -> Secret:
+        if name in FIELDS:
+            return self._fields.get(name, Secret())
+        raise AttributeError(name)
+
+    def wipe(self) -> None:
+        for secret in self._fields.values():
+            secret.wipe()
+
+    def __enter__(self) -> Credential:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wipe()
+
+    def __repr__(self) -> str:
+        return f"Credential({', '.join(f'{k}=***' for k in self._fields)})"

@@ -1,0 +1,42 @@
+"""Durations as users write them: `30`, `500ms`, `5s`, `10m`, `2h`, `1d`, or `1h30m`."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in `text`; raises ValueError with a message that shows the accepted forms."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 2h)")
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ValueError(f"a duration cannot be negative: {text}")
+        return float(text)
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        return float(value)
+    pos, total = 0, 0.0
+    for match in _PART.finditer(value):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(value) or not value:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 2h, 1h30m)")
+    return total
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """`N/PERIOD` (e.g. `60/1m`, `10/s`) as (count, seconds)."""
+    count, sep, period = text.partition("/")
+    if not sep or not count.strip().isdigit() or int(count) <= 0:
+        raise ValueError(f"not a rate: {text!r} (use N/PERIOD, e.g. 60/1m)")
+    period = period.strip()
+    seconds = parse_duration(period if period[:1].isdigit() else "1" + period)
+    if seconds <= 0:
+        raise ValueError(f"not a rate: {text!r} (the period must be longer than zero)")
+    return int(count), seconds

@@ -1,0 +1,124 @@
+"""Frames on the wire: a 2-byte big-endian length, then that many bytes.
+
+The length is read and checked against the caller's maximum before a single byte of the body is
+read or parsed, so a peer cannot make runwrap allocate more than the maximum or wait for a body
+that will never fit. A zero length is a protocol error. Both a blocking reader (the consumer) and
+an asyncio reader (the listener) live here so the rules are written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+
+from runwrap.errors import ConnectionFailed, HandshakeFailed, ProtocolError
+
+LENGTH = struct.Struct(">H")
+MAX_FRAME = 65535
+MAX_HANDSHAKE_FRAME = 1024  # pairing and IK handshake messages are far smaller
+
+# The first bytes of every connection: magic, protocol version, mode.
+MAGIC = b"RWP"
+VERSION = 1
+MODE_SESSION = b"S"
+MODE_PAIR = b"P"
+MODE_CONTROL = b"C"
+PREFACE_LEN = len(MAGIC) + 2
+
+# The listener's answer to a handshake message starts with one of these.
+ACCEPT = b"\x01"
+REJECT = b"\x00"
+
+
+def preface(mode: bytes) -> bytes:
+    return MAGIC + bytes([VERSION]) + mode
+
+
+def parse_preface(data: bytes) -> bytes:
+    if len(data) != PREFACE_LEN or data[:3] != MAGIC:
+        raise ProtocolError("not a runwrap client")
+    if data[3] != VERSION:
+        raise ProtocolError(f"unsupported protocol version {data[3]} (this listener speaks {VERSION})")
+    mode = data[4:5]
+    if mode not in (MODE_SESSION, MODE_PAIR, MODE_CONTROL):
+        raise ProtocolError("unknown connection mode")
+    return mode
+
+
+def encode(payload: bytes, max_len: int = MAX_FRAME) -> bytes:
+    if not 0 < len(payload) <= max_len:
+        raise ProtocolError(f"frame of {len(payload)} bytes is outside 1..{max_len}")
+    return LENGTH.pack(len(payload)) + payload
+
+
+def check_length(header: bytes, max_len: int) -> int:
+    (length,) = LENGTH.unpack(header)
+    if length == 0 or length > max_len:
+        raise ProtocolError(f"frame length {length} is outside 1..{max_len}")
+    return length
+
+
+# ---- blocking side (consumer) ----
+
+def _recv_exact(sock: socket.socket, count: int, deadline: float | None) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < count:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HandshakeFailed("the listener did not answer in time")
+            sock.settimeout(remaining)
+        else:
+            sock.settimeout(None)
+        try:
+            chunk = sock.recv(count - len(chunks))
+        except TimeoutError:
+            raise HandshakeFailed("the listener did not answer in time") from None
+        except OSError as exc:
+            raise ConnectionFailed(f"the connection to the listener broke: {exc.strerror or exc}") from None
+        if not chunk:
+            raise ConnectionFailed("the listener closed the connection")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def recv_frame(sock: socket.socket, *, deadline: float | None, max_len: int = MAX_FRAME) -> bytes:
+    length = check_length(_recv_exact(sock, LENGTH.size, deadline), max_len)
+    return _recv_exact(sock, length, deadline)
+
+
+def send_frame(sock: socket.socket, payload: bytes, max_len: int = MAX_FRAME) -> None:
+    try:
+        sock.sendall(encode(payload, max_len))
+    except OSError as exc:
+        raise ConnectionFailed(f"the connection to the listener broke: {exc.strerror or exc}") from None
+
+
+# ---- asyncio side (listener) ----
+
+async def read_frame(reader: asyncio.StreamReader, *, timeout: float | None, max_len: int = MAX_FRAME) -> bytes:
+    """One frame, or ProtocolError for a bad length, EOF mid-frame, or the deadline passing."""
+    try:
+        header = await asyncio.wait_for(reader.readexactly(LENGTH.size), timeout)
+        length = check_length(header, max_len)
+        return await asyncio.wait_for(reader.readexactly(length), timeout)
+    except asyncio.IncompleteReadError:
+        raise ProtocolError("connection closed mid-frame") from None
+    except asyncio.TimeoutError:
+        raise ProtocolError("timed out waiting for a frame") from None
+    except ConnectionError:
+        raise ProtocolError("connection reset") from None
+
+
+async def read_preface(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    try:
+        data = await asyncio.wait_for(reader.readexactly(PREFACE_LEN), timeout)
+    except asyncio.IncompleteReadError:
+        raise ProtocolError("connection closed before the preface") from None
+    except asyncio.TimeoutError:
+        raise ProtocolError("timed out waiting for the preface") from None
+    except ConnectionError:
+        raise ProtocolError("connection reset") from None
+    return parse_preface(data)

@@ -1,0 +1,233 @@
+"""The exec path: `runwrap PROFILE -- cmd`, `runwrap exec PROFILE -- cmd` and `runwrap run ...`.
+
+This is the hot path (shebang lines, Makefile recipes), so it parses its few flags by hand and never
+imports typer. Order matters: harden the process, read and check the profile, resolve the command,
+and only then ask the listener — so a broken profile or a missing command never fetches a secret,
+and a failed fetch never starts a child.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runwrap.errors import RunwrapError, UsageError
+
+USAGE = ("usage: runwrap PROFILE [--connection NAME] [--no-mask] [--timeout DUR] [--dry-run] -- CMD [ARG...]\n"
+         "       see `runwrap --help`")
+
+
+@dataclass
+class ExecArgs:
+    profile: str
+    command: list[str]
+    connection: str | None = None
+    mask: bool | None = None
+    timeout: float | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class RunArgs:
+    """`runwrap run`, aac's spelling: one item, variables named on the command line."""
+
+    domain: str | None
+    id: str | None
+    env: list[str] = field(default_factory=list)
+    env_all: bool = False
+    prefix: str = "AAC_"
+    keep_env: list[str] = field(default_factory=list)
+    connection: str | None = None
+    mask: bool = True
+    timeout: float | None = None
+    command: list[str] = field(default_factory=list)
+
+
+def parse_exec_args(argv: Sequence[str]) -> ExecArgs:
+    """PROFILE and flags up to `--`, then the command. Flags may come before or after PROFILE."""
+    from runwrap.durations import parse_duration
+
+    args = list(argv)
+    if "--" not in args:
+        raise UsageError(f"missing `--` before the command\n{USAGE}")
+    split = args.index("--")
+    head, command = args[:split], args[split + 1 :]
+    if not command:
+        raise UsageError(f"no command after `--`\n{USAGE}")
+    profile: str | None = None
+    parsed = ExecArgs(profile="", command=command)
+    i = 0
+    while i < len(head):
+        word = head[i]
+        name, eq, inline = word.partition("=")
+        if name in ("--connection", "--timeout"):
+            value = inline if eq else (head[i + 1] if i + 1 < len(head) else None)
+            if value is None:
+                raise UsageError(f"{name} needs a value\n{USAGE}")
+            i += 0 if eq else 1
+            if name == "--connection":
+                parsed.connection = value
+            else:
+                try:
+                    parsed.timeout = parse_duration(value)
+                except ValueError as exc:
+                    raise UsageError(f"--timeout: {exc}") from None
+        elif word == "--no-mask":
+            parsed.mask = False
+        elif word == "--dry-run":
+            parsed.dry_run = True
+        elif word.startswith("-"):
+            raise UsageError(f"unknown option {word}\n{USAGE}")
+        elif profile is None:
+            profile = word
+        else:
+            raise UsageError(f"unexpected argument {word!r} before `--`\n{USAGE}")
+        i += 1
+    if profile is None:
+        raise UsageError(f"no profile named\n{USAGE}")
+    parsed.profile = profile
+    return parsed
+
+
+def provenance(command: Sequence[str], profile: str) -> dict[str, object]:
+    from runwrap.client import default_provenance
+
+    return default_provenance(command[0], profile)
+
+
+def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> int:
+    from runwrap import profiles
+    from runwrap.hardening import harden
+
+    harden()
+    parent = dict(os.environ if environ is None else environ)
+    profile = profiles.find(args.profile, environ=parent, cwd=Path.cwd())
+    mask = profile.mask if args.mask is None else args.mask
+    timeout = args.timeout if args.timeout is not None else profile.timeout
+    if args.dry_run:
+        return _dry_run(profile, args.command, parent)
+    return _launch(
+        credentials=profile, inherit=profile.inherit, set_=profile.set, parent=parent,
+        command=args.command, connection=args.connection or profile.connection, mask=mask,
+        timeout=timeout, kill_grace=profile.kill_grace, profile_name=profile.name,
+    )
+
+
+def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
+    from runwrap import environment
+    from runwrap.credential import Query
+    from runwrap.hardening import harden
+    from runwrap.profiles import CredentialSpec
+
+    harden()
+    parent = dict(os.environ if environ is None else environ)
+    try:
+        query = Query(domain=args.domain, id=args.id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.env_all:
+        mapping = environment.env_all(args.prefix)
+    elif args.env:
+        mapping = environment.parse_env_flags(args.env)
+    else:
+        raise UsageError("name the variables: --env VAR=FIELD (repeatable) or --env-all [--prefix AAC_]")
+    spec = CredentialSpec(query=query, env=mapping, line=0)
+    inherit = tuple(environment.DEFAULT_INHERIT) + tuple(args.keep_env)
+    return _launch(
+        credentials=_Synthetic((spec,)), inherit=inherit, set_={}, parent=parent, command=args.command,
+        connection=args.connection, mask=args.mask, timeout=args.timeout, kill_grace=None,
+        profile_name="", optional_fields=args.env_all,
+    )
+
+
+@dataclass
+class _Synthetic:
+    credentials: tuple[object, ...]
+    path: Path = Path("<command line>")
+    name: str = ""
+
+
+def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping[str, str],
+            parent: Mapping[str, str], command: list[str], connection: str | None, mask: bool,
+            timeout: float | None, kill_grace: float | None, profile_name: str,
+            optional_fields: bool = False) -> int:
+    from runwrap import environment, supervisor
+    from runwrap.client import Client, fetch_profile
+    from runwrap.secret import Secret
+
+    child_path = _child_path(inherit, set_, parent)
+    resolved = supervisor.resolve_command(command[0], child_path)
+    client = Client(connection)
+    injected: dict[str, Secret] = {}
+    try:
+        channel = client.open()
+        claim = provenance(command, profile_name)
+        if optional_fields:
+            injected = _fetch_present(channel, credentials, claim)
+        else:
+            injected = fetch_profile(channel, credentials, claim)
+        env = environment.build(parent, inherit, set_, injected)
+        lease = channel.hold(claim)
+    except BaseException:
+        for value in injected.values():
+            value.wipe()
+        client.close()
+        raise
+    launch = supervisor.Launch(
+        argv=[resolved, *command[1:]], env=env, mask_values=list(injected.values()), mask=mask,
+        timeout=timeout, kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease,
+        wipe=list(injected.values()),
+    )
+    return supervisor.run(launch)
+
+
+def _fetch_present(channel: object, credentials: object, claim: Mapping[str, object]) -> dict[str, object]:
+    """For `--env-all`: every field the item has; absent ones (no TOTP, no notes) are simply not set."""
+    from runwrap.secret import Secret
+
+    injected: dict[str, Secret] = {}
+    for spec in credentials.credentials:  # type: ignore[attr-defined]
+        cred = channel.request(spec.query, sorted(set(spec.env.values())), claim)  # type: ignore[attr-defined]
+        for var, name in spec.env.items():
+            if name in cred:
+                injected[var] = Secret(cred[name].buffer)
+        cred.wipe()
+    return injected
+
+
+def _child_path(inherit: Sequence[str] | None, set_: Mapping[str, str], parent: Mapping[str, str]) -> str | None:
+    """The PATH the child will see, to resolve the command the way its exec would."""
+    from fnmatch import fnmatchcase
+
+    from runwrap.environment import DEFAULT_INHERIT
+
+    if "PATH" in set_:
+        return set_["PATH"]
+    patterns = DEFAULT_INHERIT if inherit is None else inherit
+    if any(fnmatchcase("PATH", p) for p in patterns):
+        return parent.get("PATH")
+    return None
+
+
+def _dry_run(profile: object, command: list[str], parent: Mapping[str, str]) -> int:
+    """Show what would happen, asking the listener for nothing."""
+    from runwrap import supervisor
+
+    child_path = _child_path(profile.inherit, profile.set, parent)  # type: ignore[attr-defined]
+    resolved = supervisor.resolve_command(command[0], child_path)
+    out = sys.stdout
+    out.write(f"profile: {profile.name} ({profile.path})\n")  # type: ignore[attr-defined]
+    for spec in profile.credentials:  # type: ignore[attr-defined]
+        names = ", ".join(f"{var}={fld}" for var, fld in spec.env.items())
+        out.write(f"would ask for {spec.query}: {names}\n")
+    out.write(f"would run: {resolved} {' '.join(command[1:])}\n".rstrip() + "\n")
+    return 0
+
+
+def report(exc: RunwrapError, stream: object = None) -> None:
+    stream = stream or sys.stderr
+    stream.write(f"runwrap: {exc.message}\n")  # type: ignore[attr-defined]
+    stream.flush()  # type: ignore[attr-defined]

@@ -1,0 +1,87 @@
+"""The plaintext inside a Noise transport message.
+
+    u16 header length | header (UTF-8 JSON object with "type") | blob area
+
+Secret values never go into the JSON header: a credential's fields travel in the blob area and the
+header ("blobs") names each field's `[offset, length]` there. The receiver copies each field straight from a
+memoryview of the decrypted message into a `Secret`'s bytearray and then wipes the message, so no
+`str` copy of a secret is ever made on runwrap's side.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from runwrap.errors import ProtocolError
+from runwrap.secret import Secret, wipe_bytes
+
+_HEADER_LEN = struct.Struct(">H")
+
+# Message types. Consumer -> listener: request, hold, lease_end. Listener -> consumer: credential,
+# error, revoke. Control connections use plain JSON frames (see runwrap.control).
+REQUEST = "request"
+HOLD = "hold"
+LEASE_END = "lease_end"
+CREDENTIAL = "credential"
+ERROR = "error"
+REVOKE = "revoke"
+
+
+def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytearray] | None = None) -> bytes:
+    """Serialise a message. The caller wipes the returned bytes (`wipe_bytes`) once encrypted."""
+    head = dict(header)
+    buf = bytearray()
+    if blobs:
+        places: dict[str, list[int]] = {}
+        for name, value in blobs.items():
+            raw = value.buffer if isinstance(value, Secret) else value
+            places[name] = [len(buf), len(raw)]
+            buf += raw
+        head["blobs"] = places
+    encoded = json.dumps(head, separators=(",", ":")).encode()
+    if len(encoded) > 0xFFFF:
+        raise ProtocolError("message header too large")
+    out = bytearray(_HEADER_LEN.pack(len(encoded)))
+    out += encoded
+    out += buf
+    result = bytes(out)
+    out[:] = bytes(len(out))
+    buf[:] = bytes(len(buf))
+    return result
+
+
+def decode(plaintext: bytes) -> tuple[dict[str, Any], dict[str, Secret]]:
+    """Parse a message into its header and its secret fields; wipes `plaintext` afterwards."""
+    try:
+        if len(plaintext) < _HEADER_LEN.size:
+            raise ProtocolError("message too short")
+        (head_len,) = _HEADER_LEN.unpack_from(plaintext)
+        start = _HEADER_LEN.size + head_len
+        if start > len(plaintext):
+            raise ProtocolError("message header runs past the end")
+        try:
+            header = json.loads(plaintext[_HEADER_LEN.size : start])
+        except (ValueError, UnicodeDecodeError):
+            raise ProtocolError("message header is not JSON") from None
+        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+            raise ProtocolError("message header has no type")
+        fields: dict[str, Secret] = {}
+        places = header.pop("blobs", None) or {}
+        if not isinstance(places, dict):
+            raise ProtocolError("message fields are malformed")
+        view = memoryview(plaintext)[start:]
+        try:
+            for name, place in places.items():
+                if (not isinstance(place, list) or len(place) != 2
+                        or not all(isinstance(n, int) and n >= 0 for n in place)
+                        or place[0] + place[1] > len(view)):
+                    raise ProtocolError("message field points outside the message")
+                fields[str(name)] = Secret.from_buffer(bytearray(view[place[0] : place[0] + place[1]]))
+        finally:
+            view.release()
+        return header, fields
+    finally:
+        wipe_bytes(plaintext)

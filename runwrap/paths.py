@@ -1,0 +1,140 @@
+"""Where runwrap keeps its files, and how it writes them (0700 folders, 0600 files, atomically).
+
+With `RUNWRAP_HOME` set, everything lives under it (tests set it). Otherwise keys, connections and
+peers live under `$XDG_CONFIG_HOME/runwrap`, the audit log under `$XDG_STATE_HOME/runwrap`, and the
+socket under `$XDG_RUNTIME_DIR/runwrap` (or a 0700 folder of the user's in the temp dir).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runwrap.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Layout:
+    config: Path
+    state: Path
+    runtime: Path
+
+    @property
+    def listener_key(self) -> Path:
+        return self.config / "listener.key"
+
+    @property
+    def consumer_key(self) -> Path:
+        return self.config / "consumer.key"
+
+    @property
+    def peers(self) -> Path:
+        return self.config / "peers.json"
+
+    @property
+    def connections(self) -> Path:
+        return self.config / "connections.json"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state / "audit.log"
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime / "listener.sock"
+
+    def folders(self) -> tuple[Path, ...]:
+        return tuple(dict.fromkeys((self.config, self.state, self.runtime)))
+
+
+def layout(environ: Mapping[str, str] | None = None) -> Layout:
+    env = os.environ if environ is None else environ
+    home = env.get("RUNWRAP_HOME")
+    if home:
+        root = Path(home)
+        return Layout(root, root, root)
+    user_home = Path(env.get("HOME") or os.path.expanduser("~"))
+    config = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config") / "runwrap"
+    state = Path(env.get("XDG_STATE_HOME") or user_home / ".local" / "state") / "runwrap"
+    runtime_base = env.get("XDG_RUNTIME_DIR")
+    if runtime_base:
+        runtime = Path(runtime_base) / "runwrap"
+    else:
+        runtime = Path(tempfile.gettempdir()) / f"runwrap-{os.getuid()}"
+    return Layout(config, state, runtime)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0700; refuse one that others can enter or that isn't ours."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path} is not a folder; move it away and run again")
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"{path} belongs to uid {info.st_uid}, not to you; remove it and run again")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file, fsync, rename), mode 0600 from the first byte."""
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_private(path: Path) -> bytes | None:
+    """The file's bytes, or None if it does not exist. Refuses a file that others can read or write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise ConfigError(
+                f"{path} has mode {stat.S_IMODE(info.st_mode):o}; run `chmod 600 {path}` (it holds keys)"
+            )
+        return handle.read()
+
+
+def wrong_modes(lay: Layout) -> list[str]:
+    """Every runwrap file or folder whose mode lets others in, as `runwrap doctor` reports them."""
+    problems: list[str] = []
+    for folder in lay.folders():
+        if not folder.exists():
+            continue
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode & 0o077:
+            problems.append(f"{folder}: mode {mode:o}, should be 700 (chmod 700 {folder})")
+        for entry in folder.iterdir():
+            if entry.is_symlink() or entry.name.startswith("."):
+                continue
+            mode = stat.S_IMODE(entry.lstat().st_mode)
+            want = 0o700 if entry.is_dir() else 0o600
+            if mode & 0o077:
+                problems.append(f"{entry}: mode {mode:o}, should be {want:o} (chmod {want:o} {entry})")
+    return problems

@@ -1,0 +1,338 @@
+"""The YAML side of profiles: parse one file and check every value where it stands.
+
+Imported only when a profile has to be parsed (yaml alone costs 20-30 ms to import; see
+`runwrap.profiles`). The file is composed, not loaded, so every value keeps its line and its text
+as written: `NO: username` stays the variable NO (not the boolean false), and `PORT: 8080` in
+env.set is refused with a request to quote it instead of quietly becoming "8080". The first
+problem found is reported as `FILE:LINE: what is wrong — what to change`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from yaml import Node
+
+from runwrap.credential import FIELDS, Query
+from runwrap.durations import parse_duration
+from runwrap.environment import is_valid_name, quote_name
+from runwrap.errors import ProfileError
+from runwrap.profiles import CredentialSpec, Profile, name_of
+
+TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "timeout", "kill_grace")
+CREDENTIAL_KEYS = ("domain", "id", "env")
+ENV_KEYS = ("inherit", "set")
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_NUMBER = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_GLOB_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_*?[]!-")
+
+
+def _fail(shown: str, node: Node | int, what: str, fix: str) -> ProfileError:
+    line = node if isinstance(node, int) else node.start_mark.line + 1
+    return ProfileError(f"{shown}:{line}: {what} — {fix}")
+
+
+def _closest(word: str, choices: tuple[str, ...]) -> str:
+    import difflib  # only on the error path
+
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    listed = ", ".join(choices)
+    return f'did you mean "{match[0]}"? (valid: {listed})' if match else f"use one of: {listed}"
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return {
+        _STR: "text",
+        _NULL: "empty",
+        _BOOL: "true/false",
+        _NUMBER[0]: "a number",
+        _NUMBER[1]: "a number",
+    }.get(node.tag, f"tagged {node.tag}")
+
+
+def parse(data: bytes, path: Path, shown: str) -> Profile:
+    """The checked profile in `data`, the contents of `path` (shown in messages as `shown`)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ProfileError(f"{shown}:{line}: not UTF-8 text — save the file as UTF-8") from None
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            return _Reader(shown, loader).profile(root, path)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "not valid YAML"
+        raise ProfileError(f"{shown}:{line}: invalid YAML: {problem} — fix the syntax on that line") from None
+    except yaml.YAMLError as exc:  # ReaderError: a control character yaml does not allow
+        position = getattr(exc, "position", 0)
+        line = text.count("\n", 0, position) + 1
+        raise ProfileError(
+            f"{shown}:{line}: a character YAML does not allow — remove the control character"
+        ) from None
+
+
+class _Reader:
+    """Walks the composed YAML nodes of one profile, checking each value where it stands."""
+
+    def __init__(self, shown: str, loader: Any) -> None:
+        self.shown = shown
+        self.loader = loader
+
+    def fail(self, node: Node | int, what: str, fix: str) -> ProfileError:
+        return _fail(self.shown, node, what, fix)
+
+    def mapping(self, node: Node, where: str, keys: tuple[str, ...] | None) -> dict[str, tuple[Node, Node]]:
+        """{key: (key node, value node)}; refuses duplicate keys and, when `keys` is given, unknown ones."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{where} is {_kind(node)}", "make it a mapping of key: value lines")
+        # YAML merge keys (<<: *anchor): flattening puts the merged entries first, so that a later
+        # entry overrides an earlier one, as YAML says; only a key written twice is a mistake.
+        written = {id(key_node) for key_node, _ in node.value}
+        self.loader.flatten_mapping(node)
+        items: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(
+                    key_node, f"a key in {where} is {_kind(key_node)}", "use a plain name as the key"
+                )
+            key = key_node.value  # as written: NO stays "NO", not false
+            if key in items and id(key_node) in written and id(items[key][0]) in written:
+                first = items[key][0].start_mark.line + 1
+                raise self.fail(
+                    key_node,
+                    f"{quote_name(key)} appears twice in {where}",
+                    f"remove one (the other is on line {first})",
+                )
+            if keys is not None and key not in keys:
+                raise self.fail(key_node, f"unknown key {quote_name(key)} in {where}", _closest(key, keys))
+            items[key] = (key_node, value_node)
+        return items
+
+    def text(self, node: Node, what: str, *, fix: str) -> str:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
+            raise self.fail(node, f"{what} is {_kind(node)}", fix)
+        return str(node.value)
+
+    def profile(self, root: Node | None, path: Path) -> Profile:
+        if root is None:
+            raise self.fail(1, "the profile is empty", "add a credentials: list (see SPEC, Profiles)")
+        if not isinstance(root, yaml.MappingNode):
+            raise self.fail(
+                root, f"the profile is {_kind(root)}", "write a mapping with credentials:, env: and so on"
+            )
+        top = self.mapping(root, "the profile", TOP_KEYS)
+        if "credentials" not in top:
+            raise self.fail(
+                root,
+                "the profile has no credentials:",
+                "add a credentials: list with one entry per domain or id",
+            )
+
+        description, connection = "", None
+        if "description" in top:
+            node = top["description"][1]
+            if not (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
+                description = self.text(node, "description", fix="write one line of text")
+        if "connection" in top:
+            node = top["connection"][1]
+            if not (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
+                connection = self.text(
+                    node, "connection", fix="write a connection's name (runwrap connections list)"
+                )
+        credentials = self.credentials(top["credentials"][1])
+        inherit, set_ = self.env(top["env"][1]) if "env" in top else (None, {})
+        mask = True
+        if "mask" in top:
+            node = top["mask"][1]
+            if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+                raise self.fail(node, f"mask is {_kind(node)}", "write mask: true or mask: false")
+            mask = node.value.lower() in ("true", "yes", "on")
+        timeout = self.duration(top, "timeout", allow_zero=False)
+        kill_grace = self.duration(top, "kill_grace", allow_zero=True)
+
+        return Profile(
+            name=name_of(path),
+            path=path,
+            description=description,
+            connection=connection,
+            credentials=credentials,
+            inherit=inherit,
+            set=MappingProxyType(set_),
+            mask=mask,
+            timeout=timeout,
+            kill_grace=kill_grace,
+        )
+
+    def credentials(self, node: Node) -> tuple[CredentialSpec, ...]:
+        fix = "make it a list of entries, each - domain: HOST (or id: ID) with env: VAR: field"
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"credentials is {_kind(node)}", fix)
+        if not node.value:
+            raise self.fail(node, "credentials is an empty list", fix)
+        claimed: dict[str, int] = {}  # variable -> line of the credential that sets it
+        specs = []
+        for item in node.value:
+            entry = self.mapping(item, "a credential", CREDENTIAL_KEYS)
+            line = item.start_mark.line + 1
+            if ("domain" in entry) == ("id" in entry):
+                what = (
+                    "a credential has both domain: and id:"
+                    if "domain" in entry
+                    else "a credential has neither domain: nor id:"
+                )
+                raise self.fail(item, what, "give exactly one of them")
+            if "domain" in entry:
+                value_node = entry["domain"][1]
+                domain = self.text(value_node, "domain", fix="write a host name such as example.com")
+                try:
+                    query = Query(domain=domain)
+                except ValueError:
+                    raise self.fail(
+                        value_node,
+                        f"{quote_name(domain)} is not a domain name",
+                        "write a host name such as example.com",
+                    ) from None
+            else:
+                value_node = entry["id"][1]
+                item_id = self.text(value_node, "id", fix='quote the vault item id: id: "..."')
+                try:
+                    query = Query(id=item_id)
+                except ValueError:
+                    raise self.fail(
+                        value_node,
+                        f"{quote_name(item_id)} is not a vault item id",
+                        "copy the item's id from the vault (letters, digits, . _ : -)",
+                    ) from None
+            if "env" not in entry:
+                raise self.fail(
+                    item,
+                    "a credential has no env:",
+                    "add env: with lines VAR: field, e.g. DEPLOY_TOKEN: password",
+                )
+            env_node = entry["env"][1]
+            variables = self.mapping(env_node, "a credential's env", None)
+            if not variables:
+                raise self.fail(
+                    env_node,
+                    "a credential's env is empty",
+                    "add lines VAR: field, e.g. DEPLOY_TOKEN: password",
+                )
+            env: dict[str, str] = {}
+            for var, (key_node, field_node) in variables.items():
+                self.check_name(key_node, var)
+                field = (
+                    field_node.value
+                    if isinstance(field_node, yaml.ScalarNode) and field_node.tag == _STR
+                    else None
+                )
+                if field not in FIELDS:
+                    shown = quote_name(field) if field is not None else _kind(field_node)
+                    raise self.fail(
+                        field_node, f"unknown field {shown} for {var}", _closest(field or "", FIELDS)
+                    )
+                if var in claimed:
+                    raise self.fail(
+                        key_node,
+                        f"{var} is also set by the credential on line {claimed[var]}",
+                        "rename one of them",
+                    )
+                claimed[var] = line
+                env[var] = field
+            specs.append(CredentialSpec(query=query, env=MappingProxyType(env), line=line))
+        return tuple(specs)
+
+    def check_name(self, node: Node, name: str) -> None:
+        if not is_valid_name(name):
+            raise self.fail(
+                node,
+                f"{quote_name(name)} is not a valid variable name",
+                "use letters, digits and _, not starting with a digit",
+            )
+
+    def env(self, node: Node) -> tuple[tuple[str, ...] | None, dict[str, str]]:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+            return None, {}
+        env = self.mapping(node, "env", ENV_KEYS)
+        inherit = None
+        if "inherit" in env:
+            list_node = env["inherit"][1]
+            if isinstance(list_node, yaml.ScalarNode) and list_node.tag == _NULL:
+                raise self.fail(
+                    list_node,
+                    "env.inherit is empty",
+                    "write inherit: [] to inherit nothing, or remove it for the default list",
+                )
+            if not isinstance(list_node, yaml.SequenceNode):
+                raise self.fail(
+                    list_node,
+                    f"env.inherit is {_kind(list_node)}",
+                    'make it a list, e.g. inherit: [PATH, HOME, "LC_*"]',
+                )
+            patterns = []
+            for item in list_node.value:
+                pattern = self.text(
+                    item, "an entry of env.inherit", fix='write a variable name or a glob such as "LC_*"'
+                )
+                if not pattern or not set(pattern) <= _GLOB_CHARS:
+                    raise self.fail(
+                        item,
+                        f"{quote_name(pattern)} is not a variable name or glob",
+                        'list names such as PATH or globs such as "LC_*"',
+                    )
+                patterns.append(pattern)
+            inherit = tuple(patterns)
+        values: dict[str, str] = {}
+        if "set" in env:
+            set_node = env["set"][1]
+            if isinstance(set_node, yaml.ScalarNode) and set_node.tag == _NULL:
+                return inherit, values
+            for var, (key_node, value_node) in self.mapping(set_node, "env.set", None).items():
+                self.check_name(key_node, var)
+                if isinstance(value_node, yaml.ScalarNode) and value_node.tag in (*_NUMBER, _BOOL):
+                    raise self.fail(
+                        value_node,
+                        f"{var} is {_kind(value_node)} to YAML, not text",
+                        f'quote it: {var}: "{value_node.value}"',
+                    )
+                if isinstance(value_node, yaml.ScalarNode) and value_node.tag == _NULL:
+                    raise self.fail(value_node, f"{var} has no value", f'write {var}: "" for an empty value')
+                value = self.text(value_node, var, fix=f'write one text value: {var}: "..."')
+                if "\0" in value:
+                    raise self.fail(
+                        value_node, f"{var} contains a NUL byte, which a variable cannot carry", "remove it"
+                    )
+                values[var] = value
+        return inherit, values
+
+    def duration(self, top: dict[str, tuple[Node, Node]], key: str, *, allow_zero: bool) -> float | None:
+        if key not in top:
+            return None
+        node = top[key][1]
+        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+            return None
+        fix = "write a duration such as 500ms, 30s, 5m, 2h or 1h30m"
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_STR, *_NUMBER):
+            raise self.fail(node, f"{key} is {_kind(node)}", fix)
+        try:
+            seconds = parse_duration(node.value)
+        except ValueError:
+            raise self.fail(node, f"{key} {quote_name(node.value)} is not a duration", fix) from None
+        if seconds == 0 and not allow_zero:
+            raise self.fail(node, f"{key} is zero", f"remove {key}: for no limit, or {fix}")
+        return seconds

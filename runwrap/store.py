@@ -1,0 +1,174 @@
+"""The files that pin keys: the listener's peers, the consumer's connections, both identities.
+
+Peers (listener side) and connections (consumer side) are JSON documents written atomically with
+mode 0600. A key on disk is the raw X25519 private key, hex-encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runwrap import noise_session
+from runwrap.errors import ConfigError
+from runwrap.paths import Layout, read_private, write_private
+
+
+def fingerprint(public_key: bytes) -> str:
+    """A short, readable fingerprint of a public key (SHA-256, first 16 bytes, grouped)."""
+    digest = hashlib.sha256(public_key).hexdigest()[:32]
+    return ":".join(digest[i : i + 4] for i in range(0, 32, 4))
+
+
+def load_or_create_identity(path: Path) -> bytes:
+    """The private key at `path`, created on first use."""
+    data = read_private(path)
+    if data is not None:
+        try:
+            key = bytes.fromhex(json.loads(data)["private"])
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{path} is not a runwrap key file; remove it to make a new identity") from None
+        if len(key) != 32:
+            raise ConfigError(f"{path} holds a key of the wrong length; remove it to make a new identity")
+        return key
+    private, _public = noise_session.generate_keypair()
+    write_private(path, json.dumps({"private": private.hex()}).encode() + b"\n")
+    return private
+
+
+def _load_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    data = read_private(path)
+    if data is None:
+        return default
+    try:
+        loaded = json.loads(data)
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON; fix or remove it") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} is not a runwrap file; fix or remove it")
+    return loaded
+
+
+@dataclass
+class Peer:
+    name: str
+    public: str  # hex
+    scope: list[str] = field(default_factory=lambda: ["*"])
+    paired_at: str = ""
+    revoked: bool = False
+
+    @property
+    def public_bytes(self) -> bytes:
+        return bytes.fromhex(self.public)
+
+
+class Peers:
+    """The listener's paired consumers, keyed by name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        raw = _load_json(path, {"peers": {}})
+        try:
+            self.by_name = {name: Peer(name=name, **{k: v for k, v in p.items() if k != "name"})
+                            for name, p in raw.get("peers", {}).items()}
+        except TypeError:
+            raise ConfigError(f"{path} has an entry runwrap does not understand; fix or remove it") from None
+
+    def save(self) -> None:
+        doc = {"peers": {name: {k: v for k, v in asdict(p).items() if k != "name"}
+                         for name, p in sorted(self.by_name.items())}}
+        write_private(self.path, json.dumps(doc, indent=2).encode() + b"\n")
+
+    def by_key(self, public: bytes) -> Peer | None:
+        hexkey = public.hex()
+        for peer in self.by_name.values():
+            if peer.public == hexkey:
+                return peer
+        return None
+
+    def add(self, name: str, public: bytes, scope: list[str]) -> Peer:
+        peer = Peer(name=name, public=public.hex(), scope=list(scope), paired_at=_now())
+        self.by_name[name] = peer
+        self.save()
+        return peer
+
+
+@dataclass
+class Connection:
+    name: str
+    address: str  # unix:/path or tcp:host:port
+    public: str  # the listener's static key, hex, pinned at pairing
+    paired_at: str = ""
+
+    @property
+    def public_bytes(self) -> bytes:
+        return bytes.fromhex(self.public)
+
+
+class Connections:
+    """The consumer's paired listeners, keyed by name, with an optional default."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        raw = _load_json(path, {"connections": {}})
+        self.default: str | None = raw.get("default")
+        try:
+            self.by_name = {name: Connection(name=name, **{k: v for k, v in c.items() if k != "name"})
+                            for name, c in raw.get("connections", {}).items()}
+        except TypeError:
+            raise ConfigError(f"{path} has an entry runwrap does not understand; fix or remove it") from None
+
+    def save(self) -> None:
+        doc: dict[str, Any] = {"connections": {name: {k: v for k, v in asdict(c).items() if k != "name"}
+                                               for name, c in sorted(self.by_name.items())}}
+        if self.default:
+            doc["default"] = self.default
+        write_private(self.path, json.dumps(doc, indent=2).encode() + b"\n")
+
+    def add(self, name: str, address: str, public: bytes) -> Connection:
+        conn = Connection(name=name, address=address, public=public.hex(), paired_at=_now())
+        self.by_name[name] = conn
+        if self.default is None or self.default not in self.by_name:
+            self.default = name
+        self.save()
+        return conn
+
+    def remove(self, name: str) -> None:
+        if name not in self.by_name:
+            raise ConfigError(f"no connection named {name!r}; see `runwrap connections list`")
+        del self.by_name[name]
+        if self.default == name:
+            self.default = next(iter(sorted(self.by_name)), None)
+        self.save()
+
+    def pick(self, name: str | None) -> Connection:
+        """The named connection, else the only one, else the default."""
+        if name:
+            if name not in self.by_name:
+                known = ", ".join(sorted(self.by_name)) or "none"
+                raise ConfigError(f"no connection named {name!r} (paired: {known}); pair with `runwrap pair CODE`")
+            return self.by_name[name]
+        if not self.by_name:
+            raise ConfigError("not paired with any listener; run `runwrap invite` where the vault is, "
+                              "then `runwrap pair CODE` here")
+        if len(self.by_name) == 1:
+            return next(iter(self.by_name.values()))
+        if self.default in self.by_name:
+            return self.by_name[self.default]
+        raise ConfigError("several connections and no default; pass --connection NAME")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def open_peers(lay: Layout) -> Peers:
+    return Peers(lay.peers)
+
+
+def open_connections(lay: Layout) -> Connections:
+    return Connections(lay.connections)

@@ -1,0 +1,34 @@
+"""--timeout: TERM, KILL after the grace period, exit 124 — even for a child that traps TERM."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from supervisor_support import state
+
+
+def test_a_term_trapping_child_still_ends_and_runwrap_exits_124(procs) -> None:
+    report, reporter = procs.report()
+    started = time.monotonic()
+    done = procs.run(["--no-mask", "--timeout", "1", "--kill-grace", "1"], [*reporter, "--trap", "TERM"])
+    elapsed = time.monotonic() - started
+    assert done.returncode == 124
+    assert done.stderr == b"runwrap: timed out after 1s\n"
+    assert report.signals() == ["SIGTERM"]
+    assert state(report.info()["pid"]) is None
+    assert 1.9 < elapsed < 10
+
+
+def test_a_child_that_ends_on_term_ends_at_once(procs) -> None:
+    started = time.monotonic()
+    done = procs.run(["--no-mask", "--timeout", "0.5", "--kill-grace", "30"], ["sleep", "60"])
+    assert done.returncode == 124
+    assert done.stderr == b"runwrap: timed out after 500ms\n"
+    assert time.monotonic() - started < 10
+
+
+def test_a_child_that_finishes_in_time_keeps_its_status(procs) -> None:
+    done = procs.run(["--no-mask", "--timeout", "30"], ["sh", "-c", "exit 5"])
+    assert done.returncode == 5
+    assert os.WEXITSTATUS(0) == 0
