@@ -196,7 +196,7 @@ def _decode_utf8(data: bytes | bytearray, i: int) -> tuple[int, int]:
 class Masker:
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
-    __slots__ = ("_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold",
+    __slots__ = ("_anchors", "_carry", "_find_alone", "_held", "_hold",
                  "_in_run", "_maxlen", "_next_sample", "_patterns", "_replacement", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
@@ -218,13 +218,6 @@ class Masker:
         self._in_run = False  # the last byte emitted was hidden, so a run continuing it adds no ***
         self._wiped = False
         self._next_sample = 0  # feeds until the anchors are chosen again
-        # Patterns grouped by first byte (index = byte value), for the held-tail search.
-        self._by_first: list[list[bytearray] | None] = [None] * 256
-        for pattern in self._patterns:
-            group = self._by_first[pattern[0]]
-            if group is None:
-                group = self._by_first[pattern[0]] = []
-            group.append(pattern)
         # The prefilter: (anchor byte, [(pattern, offset of the anchor in it)]) and the patterns
         # searched on their own. Until the first sample every pattern is searched on its own.
         # Each anchor is a list [byte, group] so that wipe() can overwrite the byte in place.
@@ -289,8 +282,6 @@ class Masker:
             anchor[1].clear()
             anchor[0] = 0
         self._anchors.clear()
-        for index in range(256):
-            self._by_first[index] = None
         wipe_bytes(self._hold)
         self._held = self._carry = 0
         self._in_run = False
@@ -368,22 +359,24 @@ class Masker:
     def _tail_start(self, work: bytes | bytearray) -> int:
         """Where the longest tail of `work` that is a proper prefix of some pattern starts."""
         size = len(work)
-        lowest = max(size - self._maxlen + 1, 0)
-        by_first = self._by_first
+        best = size
+        find = work.find
         with memoryview(work) as view:
-            for at in range(lowest, size):
-                group = by_first[work[at]]
-                if group is None:
-                    continue
-                rest = view[at:]
-                for pattern in group:  # longest first
-                    if len(pattern) <= size - at:
-                        break
-                    if pattern.startswith(rest):
-                        rest.release()
-                        return at
-                rest.release()
-        return size
+            for pattern in self._patterns:  # longest first, so the window below only shrinks
+                low = max(size - len(pattern) + 1, 0)
+                if low >= best:
+                    break
+                first, second = pattern[0], pattern[1]
+                at = find(first, low, best)
+                while at >= 0:
+                    # The second byte rules out nearly every candidate without slicing a view.
+                    if at + 1 == size or work[at + 1] == second:
+                        with view[at:] as rest:
+                            if pattern.startswith(rest):
+                                best = at
+                                break
+                    at = find(first, at + 1, best)
+        return best
 
     def _render(self, work: bytes | bytearray, cut: int, spans: list[tuple[int, int]]) -> bytes:
         """work[:cut] with every covered run written as one replacement."""

@@ -51,6 +51,7 @@ STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 KEYBOARD = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)  # what a terminal's keys generate
 SI_KERNEL = 0x80  # ssi_code of a signal the kernel sent (a terminal key, a resize), not kill()
 REVOKE_GRACE = 1.0
+STOP_CHECK = 0.1  # how long a child gets to handle SIGTSTP before pty mode stops it
 STUCK_AFTER_KILL = 30.0  # give up on processes that survive SIGKILL this long (D state)
 READ_SIZE = 65536
 WRITE_CHUNK = select.PIPE_BUF  # a write this small never blocks once poll says POLLOUT
@@ -386,6 +387,7 @@ class _Supervisor:
         self.stopped_with_child = False
         self.stop_asked = False  # a stop signal arrived: when the child stops, runwrap stops too
         self.lease_done = False
+        self.stop_check: float | None = None  # pty mode: see _stop_if_orphaned
         self.deadline: float | None = None  # timeout
         self.kill_at: float | None = None  # SIGKILL the child if it still runs then
         self.timed_out = False
@@ -541,7 +543,8 @@ class _Supervisor:
         self._deadlines()
 
     def _poll_timeout(self) -> int:
-        soonest = min((t for t in (self.deadline, self.kill_at) if t is not None), default=None)
+        soonest = min((t for t in (self.deadline, self.kill_at, self.stop_check) if t is not None),
+                      default=None)
         if soonest is None:
             return -1
         return max(0, int((soonest - time.monotonic()) * 1000) + 1)
@@ -553,6 +556,9 @@ class _Supervisor:
             self.timed_out = True
             self._say(f"timed out after {format_duration(self.launch.timeout or 0)}")
             self._terminate(self.launch.kill_grace)
+        if self.stop_check is not None and now >= self.stop_check:
+            self.stop_check = None
+            self._stop_if_orphaned()
         if self.kill_at is not None and now >= self.kill_at and self.status is None:
             self.kill_at = None
             _kill(self.pid, signal.SIGKILL)
@@ -596,8 +602,10 @@ class _Supervisor:
                 group = ptyio.foreground_group(self.master)
                 if group is not None and group > 0:
                     _killpg(group, signo)
-                return
-            _kill(self.pid, signo)
+            else:
+                _kill(self.pid, signo)
+            if signo in STOPS:
+                self.stop_check = time.monotonic() + STOP_CHECK
             return
         if signo == signal.SIGCONT and self.stopped_with_child:
             # `fg`/`bg` continued runwrap's whole job; the child was in it.
@@ -609,6 +617,22 @@ class _Supervisor:
         if self.shared_group and from_terminal:
             return  # the terminal signalled runwrap's group, the child included
         _kill(self.pid, signo)
+
+    def _stop_if_orphaned(self) -> None:
+        """Ctrl-Z in pty mode, once the child had its chance to handle SIGTSTP: stop it for real.
+
+        The child leads its own session, so its process group is orphaned, and the kernel discards
+        a SIGTSTP whose default action would stop it (POSIX, to protect orphans nobody could
+        continue). runwrap is there to continue it, so it sends SIGSTOP unless the child ignores
+        SIGTSTP or has already stopped. A job of a shell inside the pty is not orphaned and stops
+        by itself; runwrap then leaves it to that shell.
+        """
+        if self.status is not None:
+            return
+        group = ptyio.foreground_group(self.master) if self.master is not None else None
+        if group != self.pid or _state(self.pid) in (b"T", b"t") or _ignores(self.pid, signal.SIGTSTP):
+            return
+        _killpg(self.pid, signal.SIGSTOP)
 
     def _resume(self) -> None:
         """SIGCONT in pty mode: back to raw mode, resend the window size, continue the child's group."""
@@ -818,6 +842,26 @@ def _killpg(pgid: int, signo: int) -> None:
         os.killpg(pgid, signo)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _state(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            line = f.read()
+    except OSError:
+        return None
+    return line[line.rindex(b")") + 2:].split()[0]
+
+
+def _ignores(pid: int, signo: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (signo - 1) & 1)
+    except OSError:
+        pass
+    return False
 
 
 def _say(message: str, raw: bool = False) -> None:

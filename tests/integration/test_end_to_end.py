@@ -1,0 +1,214 @@
+"""`runwrap PROFILE -- cmd` end to end: real listener, real Noise session, real children."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runwrap.testing.listener import RunningListener, runwrap_executable
+
+from .conftest import ENV_DUMPER, read_env_dump
+
+EXAMPLE = {
+    "github.com": ("8b4c5e0a-0000-4000-8000-000000000001", "example", "alligator5"),
+    "example.com": ("8b4c5e0a-0000-4000-8000-000000000002", "demo", "correct-horse-battery-staple"),
+    "test.com": ("8b4c5e0a-0000-4000-8000-000000000003", "tester", "hunter2-but-longer"),
+}
+
+PROFILE = """\
+description: env test
+credentials:
+  - domain: github.com
+    env:
+      GH_USER: username
+      GH_TOKEN: password
+  - id: 8b4c5e0a-0000-4000-8000-000000000003
+    env:
+      TEST_TOTP: totp
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def parent_env(listener: RunningListener, **extra: str) -> dict[str, str]:
+    env = dict(listener.env)
+    env.update({
+        "HOME": "/home/somebody", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm-256color",
+        "AWS_SECRET_ACCESS_KEY": "parent-aws-secret", "AWS_PROFILE": "prod", "SSH_AUTH_SOCK": "/tmp/agent.sock",
+        "BW_SESSION": "parent-bw-session", "LD_PRELOAD": "", "RUNWRAP_PROFILES": "/nonexistent",
+        "UNRELATED": "x",
+    })
+    env.update(extra)
+    return env
+
+
+def test_child_environment_is_exactly_allow_list_plus_credentials(listener, tmp_path, python):
+    profile = write(tmp_path / "envtest.yaml", PROFILE)
+    dump = tmp_path / "env.bin"
+    env = parent_env(listener)
+    result = subprocess.run([runwrap_executable(), str(profile), "--", python, "-c", ENV_DUMPER, str(dump)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    child = read_env_dump(dump)
+    allowed = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "COLORTERM", "TZ", "TMPDIR")
+    expected = {k: v for k, v in env.items() if k in allowed or k.startswith("LC_")}
+    expected.update({"GH_USER": "example", "GH_TOKEN": "alligator5"})
+    totp = child.pop("TEST_TOTP")
+    assert totp.isdigit() and len(totp) == 6
+    assert child == expected
+    for leaked in ("AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "SSH_AUTH_SOCK", "BW_SESSION", "LD_PRELOAD",
+                   "RUNWRAP_HOME", "RUNWRAP_PROFILES", "UNRELATED"):
+        assert leaked not in child
+
+
+def test_injected_values_are_masked_in_piped_output(listener, tmp_path):
+    profile = write(tmp_path / "p.yaml", PROFILE)
+    result = listener.run(str(profile), "--", "sh", "-c", 'echo "token=$GH_TOKEN"; echo "user=$GH_USER" >&2',
+                          check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "token=***\n"
+    assert "user=***" in result.stderr
+    assert "alligator5" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("domain", sorted(EXAMPLE))
+def test_connect_json_for_each_example_item(listener, domain):
+    result = listener.run("connect", "--domain", domain, "--output", "json")
+    body = json.loads(result.stdout)
+    item_id, username, password = EXAMPLE[domain]
+    assert body["success"] is True
+    cred = body["credential"]
+    assert set(cred) == {"username", "password", "totp", "uri", "notes", "domain", "credential_id"}
+    assert (cred["credential_id"], cred["username"], cred["password"], cred["domain"]) == (
+        item_id, username, password, domain)
+    if domain == "test.com":
+        assert cred["totp"].isdigit() and len(cred["totp"]) == 6 and cred["totp"] != "JBSWY3DPEHPK3PXP"
+    else:
+        assert cred["totp"] is None
+
+
+def test_connect_by_id_and_subdomain(listener):
+    body = json.loads(listener.run("connect", "--id", EXAMPLE["example.com"][0], "--output", "json").stdout)
+    assert body["credential"]["username"] == "demo"
+    body = json.loads(listener.run("connect", "--domain", "api.github.com", "--output", "json").stdout)
+    assert body["credential"]["domain"] == "github.com"
+
+
+def test_connect_not_found_is_exit_4_with_aac_json(listener):
+    result = listener.run("connect", "--domain", "unknown.example.org", "--output", "json", check=False)
+    assert result.returncode == 4
+    body = json.loads(result.stdout)
+    assert body == {"success": False, "error": {"message": body["error"]["message"], "code": "not_found"}}
+
+
+@pytest.mark.parametrize("status", [0, 1, 2, 127, 255])
+def test_exit_status_is_the_childs(listener, tmp_path, status):
+    profile = write(tmp_path / "p.yaml", PROFILE)
+    result = listener.run(str(profile), "--", "sh", "-c", f"exit {status}", check=False)
+    assert result.returncode == status, result.stderr
+
+
+def test_death_by_term_is_reproduced(listener, tmp_path):
+    profile = write(tmp_path / "p.yaml", PROFILE)
+    result = listener.run(str(profile), "--", "sh", "-c", "kill -TERM $$", check=False)
+    assert result.returncode == -signal.SIGTERM
+
+
+def test_run_uses_aac_flags(listener, tmp_path, python):
+    dump = tmp_path / "env.bin"
+    listener.run("run", "--domain", "example.com", "--env", "U=username", "--env", "P=password", "--",
+                 python, "-c", ENV_DUMPER, str(dump))
+    child = read_env_dump(dump)
+    assert (child["U"], child["P"]) == ("demo", "correct-horse-battery-staple")
+    listener.run("run", "--domain", "test.com", "--env-all", "--", python, "-c", ENV_DUMPER, str(dump))
+    child = read_env_dump(dump)
+    assert child["AAC_USERNAME"] == "tester" and child["AAC_PASSWORD"] == "hunter2-but-longer"
+    assert child["AAC_TOTP"].isdigit() and "AAC_NOTES" not in child
+
+
+BAD_PROFILES = {
+    "yaml_error": ("credentials:\n  - domain: github.com\n    env: [unclosed\n", "bad.yaml:4: invalid YAML"),
+    "unknown_field": ("credentials:\n  - domain: github.com\n    env:\n      T: pasword\n", 'bad.yaml:4: unknown field "pasword"'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PROFILES))
+def test_bad_profile_is_refused_before_anything_runs(listener, tmp_path, case):
+    text, needle = BAD_PROFILES[case]
+    profile = write(tmp_path / "bad.yaml", text)
+    marker = tmp_path / "started"
+    result = listener.run(str(profile), "--", "touch", str(marker), check=False)
+    assert result.returncode == 125
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("runwrap: ") and needle in lines[0], result.stderr
+    assert str(profile.name) in lines[0]
+    assert not marker.exists()
+
+
+def test_missing_profile(listener, tmp_path):
+    marker = tmp_path / "started"
+    result = listener.run("no-such-profile", "--", "touch", str(marker), check=False, cwd=tmp_path)
+    assert result.returncode == 125
+    assert len(result.stderr.strip().splitlines()) == 1 and "no-such-profile" in result.stderr
+    assert not marker.exists()
+
+
+def test_unknown_domain_starts_no_child(listener, tmp_path):
+    profile = write(tmp_path / "p.yaml", "credentials:\n  - domain: nowhere.invalid\n    env:\n      X: password\n")
+    marker = tmp_path / "started"
+    result = listener.run(str(profile), "--", "touch", str(marker), check=False)
+    assert result.returncode == 125
+    assert len(result.stderr.strip().splitlines()) == 1 and "nowhere.invalid" in result.stderr
+    assert not marker.exists()
+
+
+def test_command_not_found_is_127_and_fetches_nothing(listener, tmp_path):
+    profile = write(tmp_path / "p.yaml", PROFILE)
+    before = len(listener.audit_events())
+    result = listener.run(str(profile), "--", "no-such-command-xyz", check=False)
+    assert result.returncode == 127
+    assert "no-such-command-xyz" in result.stderr
+    assert len(listener.audit_events()) == before
+
+
+def test_listener_not_running(tmp_path):
+    with RunningListener() as running:
+        running.pair()
+        running.stop()
+        profile = write(tmp_path / "p.yaml", PROFILE)
+        marker = tmp_path / "started"
+        result = running.run(str(profile), "--", "touch", str(marker), check=False)
+        assert result.returncode == 125
+        assert len(result.stderr.strip().splitlines()) == 1 and "cannot reach the listener" in result.stderr
+        assert not marker.exists()
+        connect = running.run("connect", "--domain", "github.com", "--output", "json", check=False)
+        assert connect.returncode == 2
+        assert json.loads(connect.stdout)["error"]["code"] == "connection_failed"
+
+
+def test_version_help_and_completion(listener):
+    assert listener.run("--version").stdout.strip().startswith("runwrap ")
+    help_text = listener.run("--help").stdout
+    for word in ("listen", "invite", "pair", "connect", "run", "profiles", "Examples"):
+        assert word in help_text
+    env = dict(listener.env, _RUNWRAP_COMPLETE="complete_bash", COMP_WORDS="runwrap pe", COMP_CWORD="1")
+    completion = subprocess.run([runwrap_executable()], env=env, capture_output=True, text=True, timeout=30)
+    assert "peers" in completion.stdout
+
+
+def test_secrets_never_in_argv_or_files(listener, tmp_path):
+    profile = write(tmp_path / "p.yaml", PROFILE)
+    listener.run(str(profile), "--", "true")
+    for path in listener.home.rglob("*"):
+        if path.is_file():
+            assert b"alligator5" not in path.read_bytes(), path
+            assert (path.stat().st_mode & 0o077) == 0, path
+    assert (os.stat(listener.home).st_mode & 0o077) == 0
