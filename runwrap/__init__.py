@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 __all__ = ["Client", "Credential", "RunwrapError", "Secret", "__version__"]
 
 if TYPE_CHECKING:
-    from runwrap.client import Client
+    from runwrap.api import Client
     from runwrap.credential import Credential
     from runwrap.errors import RunwrapError
     from runwrap.secret import Secret
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # Lazy, so `import runwrap` stays cheap on the exec path.
     if name == "Client":
-        from runwrap.client import Client
+        from runwrap.api import Client
 
         return Client
     if name == "Credential":

@@ -143,7 +143,7 @@ def connect(
 ) -> None:
     """Fetch one credential and print it (exit 0 ok, 1 error, 2 connection failed, 3 handshake, 4 not found
     or denied, 5 fingerprint mismatch)."""
-    from runwrap.client import Client
+    from runwrap.api import Client
     from runwrap.credential import FIELDS
 
     try:

@@ -155,7 +155,8 @@ def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping
             timeout: float | None, kill_grace: float | None, profile_name: str,
             optional_fields: bool = False) -> int:
     from runwrap import environment, supervisor
-    from runwrap.client import Client, fetch_profile
+    from runwrap.api import Client
+    from runwrap.client import fetch_profile
     from runwrap.secret import Secret
 
     child_path = _child_path(inherit, set_, parent)

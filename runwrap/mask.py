@@ -41,6 +41,8 @@ REPLACEMENT = b"***"
 RARE_EVERY = 2048
 RESAMPLE_EVERY = 64
 SAMPLE_BYTES = 8192
+# Up to this many patterns the held-tail search goes pattern by pattern, beyond it position by position.
+FEW_PATTERNS = 16
 
 _B64_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _PERCENT_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -196,7 +198,7 @@ def _decode_utf8(data: bytes | bytearray, i: int) -> tuple[int, int]:
 class Masker:
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
-    __slots__ = ("_anchors", "_carry", "_find_alone", "_held", "_hold",
+    __slots__ = ("_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold",
                  "_in_run", "_maxlen", "_next_sample", "_patterns", "_replacement", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
@@ -218,6 +220,13 @@ class Masker:
         self._in_run = False  # the last byte emitted was hidden, so a run continuing it adds no ***
         self._wiped = False
         self._next_sample = 0  # feeds until the anchors are chosen again
+        # Patterns by first byte (index = byte value), for the held-tail search over many patterns.
+        self._by_first: list[list[bytearray] | None] = [None] * 256
+        for pattern in self._patterns:
+            group = self._by_first[pattern[0]]
+            if group is None:
+                group = self._by_first[pattern[0]] = []
+            group.append(pattern)
         # The prefilter: (anchor byte, [(pattern, offset of the anchor in it)]) and the patterns
         # searched on their own. Until the first sample every pattern is searched on its own.
         # Each anchor is a list [byte, group] so that wipe() can overwrite the byte in place.
@@ -282,6 +291,8 @@ class Masker:
             anchor[1].clear()
             anchor[0] = 0
         self._anchors.clear()
+        for index in range(256):
+            self._by_first[index] = None
         wipe_bytes(self._hold)
         self._held = self._carry = 0
         self._in_run = False
@@ -358,6 +369,12 @@ class Masker:
 
     def _tail_start(self, work: bytes | bytearray) -> int:
         """Where the longest tail of `work` that is a proper prefix of some pattern starts."""
+        if len(self._patterns) <= FEW_PATTERNS:
+            return self._tail_start_by_pattern(work)
+        return self._tail_start_by_position(work)
+
+    def _tail_start_by_pattern(self, work: bytes | bytearray) -> int:
+        """For a few patterns: look for each one's first byte in the window it could start in."""
         size = len(work)
         best = size
         find = work.find
@@ -377,6 +394,23 @@ class Masker:
                                 break
                     at = find(first, at + 1, best)
         return best
+
+    def _tail_start_by_position(self, work: bytes | bytearray) -> int:
+        """For many patterns: walk the last maxlen-1 positions, trying the patterns that start there."""
+        size = len(work)
+        by_first = self._by_first
+        with memoryview(work) as view:
+            for at in range(max(size - self._maxlen + 1, 0), size):
+                group = by_first[work[at]]
+                if group is None:
+                    continue
+                with view[at:] as rest:
+                    for pattern in group:  # longest first
+                        if len(pattern) <= size - at:
+                            break
+                        if pattern.startswith(rest):
+                            return at
+        return size
 
     def _render(self, work: bytes | bytearray, cut: int, spans: list[tuple[int, int]]) -> bytes:
         """work[:cut] with every covered run written as one replacement."""

@@ -1,0 +1,142 @@
+"""Terminals, driven in tmux: pty mode (masking on, stdout a terminal) and the pass-through mode.
+
+Each test gets its own tmux server running `bash --norc` with a short `rw` command for the driver.
+Typing, Ctrl-C, Ctrl-Z then `fg`, and resizing must behave as they do without runwrap.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from supervisor_support import DRIVER, PYTHON, wait_for
+
+SECRET = b"correct-horse-battery-staple"
+
+
+class Tmux:
+    def __init__(self, procs, tmp: Path) -> None:
+        self.socket = f"rwtest-{procs.mark[:12]}"
+        rw = tmp / "rw"
+        rw.write_text(f"#!/bin/sh\nexec {shlex.join(DRIVER)} \"$@\"\n")
+        rw.chmod(0o755)
+        (tmp / "secret").write_bytes(SECRET)
+        env = procs.env(PS1="$ ", PATH=f"{tmp}:/usr/bin:/bin", HOME=str(tmp), TERM="xterm")
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30",
+                  "bash --norc --noprofile", env=env)
+        self.wait("$ ")
+        self.keys(f"cd {tmp}; PY={PYTHON}; clear", "Enter")
+        wait_for(lambda: self.screen().strip() == "$", what="a clear screen")
+
+    def tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, check=True,
+                              env=env, timeout=10).stdout.decode()
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def type(self, line: str) -> None:
+        self.tmux("send-keys", "-t", "t", "-l", line)
+        self.keys("Enter")
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-J", "-t", "t")
+
+    def wait(self, text: str, count: int = 1, timeout: float = 15.0) -> str:
+        return wait_for(lambda: self.screen() if self.screen().count(text) >= count else "",
+                        timeout, what=f"{text!r} x{count} on the screen")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def tmux(procs, tmp_path: Path) -> Iterator[Tmux]:
+    t = Tmux(procs, tmp_path)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+MODES = {"pty": "--secret T=secret", "no-mask": "--no-mask --secret T=secret"}
+
+
+def test_pty_mode_the_child_sees_a_terminal_and_the_secret_is_masked(tmux: Tmux) -> None:
+    tmux.type("rw --secret T=secret -- $PY -c 'import os; print(*map(os.isatty, (0, 1, 2)), os.environ[\"T\"])'")
+    screen = tmux.wait("True True True ***")
+    assert SECRET.decode() not in screen
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_reaches_a_python_repl_once(tmux: Tmux, mode: str) -> None:
+    tmux.type(f"rw {MODES[mode]} -- $PY -q")
+    tmux.wait(">>> ")
+    tmux.keys("C-c")
+    tmux.wait("KeyboardInterrupt")
+    tmux.type("print(6 * 7)")
+    screen = tmux.wait("42\n>>> ")
+    assert screen.count("KeyboardInterrupt") == 1
+    tmux.keys("C-d")
+    tmux.type("echo status=$?")
+    tmux.wait("status=0")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_z_then_fg(tmux: Tmux, mode: str) -> None:
+    tmux.type(f"rw {MODES[mode]} -- $PY -q")
+    tmux.wait(">>> ")
+    tmux.keys("C-z")
+    tmux.wait("Stopped")
+    tmux.type("jobs -l")
+    tmux.wait("Stopped", count=2)
+    tmux.type("fg")
+    tmux.type("print(6 * 7)")
+    tmux.wait("\n42\n")
+    tmux.keys("C-d")
+    tmux.type("echo status=$?")
+    tmux.wait("status=0")
+
+
+def test_a_resize_is_visible_to_an_interactive_shell_in_the_pty(tmux: Tmux) -> None:
+    tmux.type("rw --secret T=secret -- bash --norc --noprofile -i")
+    tmux.type("echo tty=$(tty) T=$T; stty size")
+    screen = tmux.wait("30 100")
+    assert re.search(r"tty=/dev/pts/\d+ T=\*\*\*", screen)
+    tmux.tmux("resize-window", "-t", "t", "-x", "80", "-y", "20")
+    tmux.type("stty size")
+    tmux.wait("20 80")
+    tmux.type("exit 3")
+    tmux.type("echo status=$?")
+    tmux.wait("status=3")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_stops_a_calling_script_as_cracauer_asks(tmux: Tmux, tmp_path: Path, mode: str) -> None:
+    (tmp_path / "script.sh").write_text(
+        f"echo started\nrw {MODES[mode]} -- sleep 100\necho after\n")
+    tmux.type("bash script.sh; echo status=$?")
+    tmux.wait("started")
+    wait_for(lambda: b"sleep" in subprocess.run(["pgrep", "-f", "^sleep 100$"], capture_output=True).stdout
+             or subprocess.run(["pgrep", "-f", "^sleep 100$"], capture_output=True).returncode == 0,
+             what="sleep to run")
+    tmux.keys("C-c")
+    screen = tmux.wait("status=")
+    assert "status=130" in screen
+    assert "after" not in screen
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_child_that_handles_ctrl_c_lets_the_script_go_on(tmux: Tmux, tmp_path: Path, mode: str) -> None:
+    (tmp_path / "script.sh").write_text(
+        f"rw {MODES[mode]} -- $PY -c 'import time\ntry:\n  print(\"ready\", flush=True); time.sleep(100)\n"
+        "except KeyboardInterrupt:\n  print(\"caught\")'\necho after\n")
+    tmux.type("PY=$PY bash script.sh; echo status=$?")
+    tmux.wait("ready")
+    tmux.keys("C-c")
+    screen = tmux.wait("status=0")
+    assert "caught" in screen and "after" in screen
