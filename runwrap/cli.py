@@ -498,17 +498,19 @@ def _table(header: list[str], rows: list[list[str]], *, empty: str) -> None:
 def run_app(args: list[str], *, debug: bool = False) -> int:
     global _DEBUG
     _DEBUG = debug
-    import click
-
     try:
         result = app(args=args, prog_name="runwrap", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except typer.Abort:
         return 130
+    except typer.TyperException as exc:  # usage errors (typer's vendored click)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"runwrap: {exc}\n")
+        return int(getattr(exc, "exit_code", 2))
     except RunwrapError as exc:
         if debug:
             raise

@@ -73,6 +73,8 @@ class KeePassProvider(Provider):
         finally:
             if password is not None:
                 password.wipe()
+        # The file is read once, so its index is too: (id, hosts, entry) without an XPath query per lookup.
+        self._rows = [(_entry_id(e), _entry_urls(e), e) for e in self._entries()]
 
     def _password(self, prompt: Callable[[str], str] | None, *, has_keyfile: bool) -> Secret | None:
         variable = self.option_values.get("password_env")
@@ -96,8 +98,8 @@ class KeePassProvider(Provider):
         with self._lock:
             if self._kp is None:
                 raise ProviderError("provider keepass is closed")
-            entry = choose(query, self._entries(), id_of=_entry_id, hosts_of=_entry_urls, source="keepass")
-            return _item(entry, query)
+            row = choose(query, self._rows, id_of=lambda r: r[0], hosts_of=lambda r: r[1], source="keepass")
+            return _item(row[2], query)
 
     def _entries(self) -> list[Any]:
         kp = self._kp
@@ -109,6 +111,7 @@ class KeePassProvider(Provider):
     def close(self) -> None:
         with self._lock:
             self._kp = None
+            self._rows = []
 
 
 def _open(path: Path, password: Secret | None, keyfile: str | None) -> Any:

@@ -128,3 +128,18 @@ class Processes:
             for stream in (proc.stdout, proc.stderr):
                 if stream:
                     stream.close()
+
+
+def running(mark: str, argv: list[str]) -> list[int]:
+    """This test's processes whose command line ends with `argv` (argv[0] compared by basename)."""
+    found = []
+    for pid in marked_pids(mark):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if len(args) == len(argv) and os.path.basename(args[0]).decode() == argv[0] \
+                and [a.decode() for a in args[1:]] == argv[1:]:
+            found.append(pid)
+    return found
