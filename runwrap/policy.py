@@ -1,8 +1,14 @@
 """What a peer may ask for: scope patterns and a per-peer token bucket.
 
 Scope patterns (SPEC): `github.com` (that host only), `*.example.com` (any host below example.com,
-not example.com itself), `id:UUID` (one vault item), `*` (anything). A domain query is normalised
-(lower case, no trailing dot) before it is matched, so `GitHub.COM.` is `github.com`.
+not example.com itself), `id:UUID` (one vault item, compared exactly), `*` (anything). A domain query
+is normalised (lower case, no trailing dot, IDNA) before it is matched, so `GitHub.COM.` is
+`github.com`. A domain pattern never grants an `id:` query, nor an id pattern a domain query: the
+scope is checked before the provider is asked, so it can only judge what was asked, not what the
+vault would answer.
+
+The token bucket limits how fast one peer can drain the vault: `capacity` requests at once, refilled
+evenly over `period`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ def check_pattern(pattern: str) -> str:
     if text == "*":
         return text
     if text.startswith("id:"):
-        Query(id=text[3:])
+        try:
+            Query(id=text[3:])
+        except ValueError:
+            raise ValueError(f"not a scope pattern: {pattern!r} (an id pattern is id: and a vault item id, "
+                             "letters, digits and . _ : -)") from None
         return text
     wildcard = text.startswith("*.")
     try:

@@ -386,6 +386,7 @@ class _Supervisor:
         self.shared_group = False
         self.stopped_with_child = False
         self.stop_asked = False  # a stop signal arrived: when the child stops, runwrap stops too
+        self.child_stopped = False
         self.lease_done = False
         self.stop_check: float | None = None  # pty mode: see _stop_if_orphaned
         self.deadline: float | None = None  # timeout
@@ -579,16 +580,24 @@ class _Supervisor:
     # -- signals --
 
     def _signals(self) -> None:
-        for signo, code, _pid in self.sigfd.read():
+        # signalfd hands out SIGCHLD (17) before SIGTSTP (20): forward first, then reap, so a
+        # Ctrl-Z that stopped runwrap's group is known when the child's stop is seen.
+        reap = False
+        for signo, code, _pid in list(self.sigfd.read()):
             if signo == signal.SIGCHLD:
-                self._reap()
+                reap = True
             elif self.status is None:
                 self._forward(signo, code)
+        if reap:
+            self._reap()
 
     def _forward(self, signo: int, code: int) -> None:
         from_terminal = code == SI_KERNEL
         if signo in STOPS:
             self.stop_asked = True
+            if self.child_stopped and self.master is None:
+                self._child_stopped()  # its stop was seen before this signal was read
+                return
         if self.master is not None:
             if signo == signal.SIGWINCH:
                 # The kernel signals the pty's foreground group when the size changes.
@@ -647,7 +656,7 @@ class _Supervisor:
     def _reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED | os.WCONTINUED)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -655,7 +664,10 @@ class _Supervisor:
             if pid != self.pid or self.status is not None:
                 continue
             if os.WIFSTOPPED(status):
+                self.child_stopped = True
                 self._child_stopped()
+            elif os.WIFCONTINUED(status):
+                self.child_stopped = False
             else:
                 self.status = status
 
