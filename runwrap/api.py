@@ -1,38 +1,53 @@
-"""The public API: `from runwrap import Client`.
+"""The public API: `from runwrap import Client` (docs/api.md).
 
 The CLI's `connect`, `run` and `PROFILE -- cmd` go through `Client`, so programs that embed runwrap
-get exactly the lookups, pairing and errors the command line has.
+get exactly the lookups, pairing and errors the command line has: the connection is picked the same
+way, the same Noise session carries the requests, and failures are the same `RunwrapError`s with the
+same `exit_status` and `connect_status`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runwrap.client import CONNECT_TIMEOUT, Channel, default_provenance, fetch_profile
 from runwrap.credential import FIELDS, Credential, Query
-from runwrap.errors import RunwrapError
+from runwrap.errors import ConnectionFailed, Denied, NotFound, ProviderError, RateLimited, UsageError
 from runwrap.paths import layout, private_dir
 from runwrap.secret import Secret
 from runwrap.store import Connections, load_or_create_identity
 
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+# Answers the listener gave on a healthy session; any other failure leaves the session in an unknown
+# state (half a frame read, a closed socket), so it is dropped and the next request opens a new one.
+_SESSION_SURVIVES = (NotFound, Denied, RateLimited, ProviderError)
+
 
 class Client:
-    """Ask a paired listener for credentials.
+    """Ask a paired listener for credentials, as `runwrap connect` does.
 
-    >>> with Client() as client:                                  # doctest: +SKIP
-    ...     with client.credential(domain="github.com") as cred:
-    ...         token = cred.password.reveal()
+    `connection` names a paired listener (`runwrap connections list`); `None` picks the only one, or
+    the default, exactly as the CLI does. `home` stands for `RUNWRAP_HOME` (tests use it). Raises
+    `ConfigError` at once if this consumer is not paired. The session is opened on the first request,
+    reused for later ones, and reopened when the listener has closed it (it closes idle sessions after
+    a minute, and a restarted listener has forgotten them). `close()`, or leaving a `with` block,
+    closes it. A `Client` is for one thread at a time.
     """
 
     def __init__(self, connection: str | None = None, *, home: str | os.PathLike[str] | None = None,
                  timeout: float = CONNECT_TIMEOUT) -> None:
-        env = dict(os.environ)
+        self._environ = dict(os.environ)
         if home is not None:
-            env["RUNWRAP_HOME"] = os.fspath(home)
-        self.layout = layout(env)
+            self._environ["RUNWRAP_HOME"] = os.fspath(home)
+        self.layout = layout(self._environ)
+        self._named = connection
         self.connection = Connections(self.layout.connections).pick(connection)
         self.timeout = timeout
         private_dir(self.layout.config)
@@ -47,23 +62,52 @@ class Client:
 
     def credential(self, domain: str | None = None, id: str | None = None, *,
                    fields: Iterable[str] = FIELDS, provenance: Mapping[str, Any] | None = None) -> Credential:
+        """One item's `fields` (default: all of them) as a `Credential` of `Secret`s.
+
+        Name exactly one of `domain` (the item whose host is that domain or a parent of it) or `id`.
+        A field the item does not have is absent from the mapping (`"totp" in cred`); as an attribute
+        it reads as an empty `Secret`. Use it in a `with` block, or call `wipe()`, when done.
+        """
         try:
             query = Query(domain=domain, id=id)
         except ValueError as exc:
-            raise RunwrapError(str(exc)) from None
-        return self.open().request(query, fields, provenance or default_provenance())
+            raise UsageError(str(exc)) from None
+        wanted = [fields] if isinstance(fields, str) else list(fields)
+        unknown = sorted(set(wanted) - set(FIELDS))
+        if unknown or not wanted:
+            raise UsageError(f"fields must be among {', '.join(FIELDS)}; not {', '.join(unknown) or 'none'}")
+        claim = dict(provenance) if provenance is not None else self._provenance()
+        return self._on_session(lambda channel: channel.request(query, wanted, claim))
 
     def env(self, profile: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
             ) -> dict[str, str | Secret]:
-        """The environment `profile` would give a child: allow-list, `env.set`, credentials."""
+        """The exact environment `runwrap PROFILE -- cmd` would give its child.
+
+        `profile` is a name or a path, found as the CLI finds it; `environ` is the parent environment
+        the allow-list picks from (default `os.environ`). Values from the profile's credentials are
+        `Secret`s, the rest `str`; wipe the `Secret`s once the child has started. The profile's
+        `connection:` is used unless this client was given one by name, as `--connection` wins on
+        the command line.
+        """
         from runwrap import environment, profiles
 
         parent = dict(os.environ if environ is None else environ)
         prof = profiles.find(os.fspath(profile), environ=parent, cwd=Path.cwd())
-        injected = fetch_profile(self.open(), prof, default_provenance(profile=prof.name))
-        return environment.build(parent, prof.inherit, prof.set, injected)
+        claim = default_provenance(self._argv0(), profile=prof.name)
+        if prof.connection and self._named is None and prof.connection != self.connection.name:
+            with Client(prof.connection, home=self._environ.get("RUNWRAP_HOME"), timeout=self.timeout) as other:
+                injected = other._on_session(lambda channel: fetch_profile(channel, prof, claim))
+        else:
+            injected = self._on_session(lambda channel: fetch_profile(channel, prof, claim))
+        try:
+            return environment.build(parent, prof.inherit, prof.set, injected)
+        except BaseException:
+            for value in injected.values():
+                value.wipe()
+            raise
 
     def close(self) -> None:
+        """Close the session; the client opens a new one if asked again."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -76,3 +120,33 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(connection={self.connection.name!r}, address={self.connection.address!r})"
+
+    def _on_session(self, ask: Callable[[Channel], T]) -> T:
+        """Run `ask` on the session; a kept session the listener has since closed is replaced once."""
+        reused = self._channel is not None
+        try:
+            return ask(self.open())
+        except _SESSION_SURVIVES:
+            raise
+        except ConnectionFailed:
+            self.close()
+            if not reused:
+                raise
+        except BaseException:
+            self.close()
+            raise
+        try:
+            return ask(self.open())
+        except _SESSION_SURVIVES:
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _argv0() -> str | None:
+        return sys.argv[0] if sys.argv and sys.argv[0] else None
+
+    def _provenance(self) -> dict[str, Any]:
+        # What the audit log and approval prompts show: the embedding program's name, pid and folder.
+        return default_provenance(self._argv0())

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from runwrap.credential import FIELDS
 from runwrap.errors import RunwrapError
 from runwrap.paths import private_dir
 
@@ -150,7 +151,8 @@ def format_row(event: dict[str, Any]) -> list[str]:
     """One table row per event, in COLUMNS order. `claim` is what the consumer said it would run."""
     query = event.get("query") or {}
     what = ", ".join(f"{k}={v}" for k, v in query.items()) if isinstance(query, dict) else str(query)
-    fields = ",".join(str(f) for f in event.get("fields") or [])
+    names = [str(f) for f in event.get("fields") or []]
+    fields = "all" if sorted(names) == sorted(FIELDS) else ",".join(names)
     claim = ""
     prov = event.get("provenance")
     if isinstance(prov, dict) and prov.get("argv0"):
@@ -159,5 +161,7 @@ def format_row(event: dict[str, Any]) -> list[str]:
     if event.get("event") == "lease_end":
         reason = f"exit {event.get('exit', '?')} after {event.get('duration_ms', '?')}ms" + (
             f"; {reason}" if reason else "")
-    return [str(event.get("ts", "")), str(event.get("event", "")), str(event.get("peer") or ""), what,
-            fields, str(event.get("decision") or ""), claim, reason]
+    row = [str(event.get("ts", "")), str(event.get("event", "")), str(event.get("peer") or ""), what,
+           fields, str(event.get("decision") or ""), claim, reason]
+    # The claim and reasons hold text a consumer chose: never let it drive the reader's terminal.
+    return ["".join(c if c.isprintable() else "?" for c in cell) for cell in row]

@@ -225,10 +225,16 @@ def listen(
     socket: Annotated[Path | None, typer.Option(help="The Unix socket to listen on.")] = None,
     tcp: Annotated[str | None, typer.Option(help="Also listen on HOST:PORT.")] = None,
     approve: Annotated[Approve, typer.Option(
-        help="Ask on this terminal: never, first (per peer and domain), always.")] = Approve.never,
-    rate: Annotated[str, typer.Option(help="Requests per peer, N/PERIOD.")] = "120/1m",
-    audit_log: Annotated[Path | None, typer.Option(help="Where to write the audit log.")] = None,
-    max_lease: Annotated[str | None, typer.Option(help="End leases older than DUR.")] = None,
+        help="Ask on this terminal before the vault is read: never, first (once per peer and domain, "
+        "remembered for --approve-ttl), always.")] = Approve.never,
+    approve_ttl: Annotated[str, typer.Option(help="How long --approve first remembers an answer.")] = "1h",
+    approve_timeout: Annotated[str, typer.Option(help="An approval not answered in DUR is a no.")] = "2m",
+    rate: Annotated[str, typer.Option(help="Requests per peer, N/PERIOD (a token bucket: a burst of N, "
+                                           "then N per PERIOD).")] = "120/1m",
+    audit_log: Annotated[Path | None, typer.Option(
+        help="Where to write the audit log (default: the state folder's audit.log).")] = None,
+    max_lease: Annotated[str | None, typer.Option(
+        help="End leases (running children) older than DUR; their children are stopped.")] = None,
     cache_ttl: Annotated[str | None, typer.Option(help="Keep looked-up items in memory for DUR.")] = None,
 ) -> None:
     """Serve credentials from a vault to paired consumers."""
@@ -251,10 +257,15 @@ def listen(
             if not sep or not port.isdigit():
                 raise UsageError(f"--tcp takes HOST:PORT, not {tcp!r}")
             tcp_addr = (host.strip("[]") or "127.0.0.1", int(port))
+        lease_limit = parse_duration(max_lease) if max_lease else None
+        if lease_limit is not None and lease_limit <= 0:
+            raise UsageError("--max-lease must be longer than zero")
+        if approve != Approve.never:
+            _need_terminal(approve.value)
         opts = listener_mod.Options(
             provider_name=provider, approve=approve.value, rate=parse_rate(rate),
-            max_lease=parse_duration(max_lease) if max_lease else None, tcp=tcp_addr,
-            socket_path=socket, audit_path=audit_log)
+            max_lease=lease_limit, tcp=tcp_addr, socket_path=socket, audit_path=audit_log,
+            approve_ttl=parse_duration(approve_ttl), approve_timeout=parse_duration(approve_timeout))
         prompt = (lambda question: getpass.getpass(question)) if sys.stdin.isatty() else None
         backend = load(provider, options, prompt)
         if cache_ttl:
@@ -267,6 +278,17 @@ def listen(
         if _DEBUG:
             raise
         raise _fail(exc) from None
+
+
+def _need_terminal(mode: str) -> None:
+    """--approve asks on /dev/tty; without one every request would be refused, so say so at start."""
+    import os
+
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        raise UsageError(f"--approve {mode} asks on the listener's terminal, and this listener has none; "
+                         "run it in a terminal (or tmux), or use --approve never") from None
 
 
 @app.command()
@@ -343,15 +365,24 @@ def _peer_change(request: dict[str, Any]) -> None:
             peer = peers.by_name.get(request["name"])
             if peer is None:
                 raise RunwrapError(f"no peer named {request['name']!r}") from None
+            old_scope = list(peer.scope)
             if request["op"] == "revoke":
                 peer.revoked = True
-                AuditLog(lay.audit_log).write("revoke", peer=peer.name, peer_fp=fingerprint(peer.public_bytes),
-                                              decision="revoked", reason="peer revoked (listener not running)")
                 reply = {"ended": 0}
             else:
                 peer.scope = [policy.check_pattern(p) for p in request["scope"]]
                 reply = {"scope": peer.scope}
-            peers.save()
+            peers.save()  # first: a revocation must hold even if the log below cannot be written
+            log = AuditLog(lay.audit_log)
+            try:
+                if request["op"] == "revoke":
+                    log.write("revoke", peer=peer.name, peer_fp=fingerprint(peer.public_bytes),
+                              decision="revoked", reason="peer revoked (listener not running)")
+                else:
+                    log.write("scope", peer=peer.name, peer_fp=fingerprint(peer.public_bytes), decision="allowed",
+                              reason=f"scope {' '.join(old_scope)} -> {' '.join(peer.scope)} (listener not running)")
+            finally:
+                log.close()
     except ValueError as exc:
         raise _fail(UsageError(str(exc)), 2) from None
     except RunwrapError as exc:
@@ -365,40 +396,83 @@ def _peer_change(request: dict[str, Any]) -> None:
 @app.command()
 def audit(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
-    output: Annotated[Output, typer.Option()] = Output.text,
+    output: Annotated[Output, typer.Option(help="text (a table) or json (one event a line).")] = Output.text,
     file: Annotated[Path | None, typer.Option(help="Read this audit log instead of the default.")] = None,
 ) -> None:
-    """Show the listener's audit log, oldest first."""
-    from runwrap.audit import COLUMNS, format_row, read_events
+    """Show the listener's audit log, oldest first (a torn last line from a crash is skipped)."""
+    from runwrap.audit import COLUMNS, format_row, parse_line
 
     path = file or _layout().audit_log
+    events: list[dict[str, Any]] = []
+    offset = 0
+    try:
+        with open(path, "rb") as handle:
+            for raw in handle:
+                event = parse_line(raw)
+                if event is not None:
+                    events.append(event)
+                if raw.endswith(b"\n"):
+                    offset += len(raw)  # --follow goes on after the last complete line
+    except FileNotFoundError:
+        if not follow:
+            raise _fail(RunwrapError(f"no audit log at {path} (has a listener run with this home? "
+                                     "use --file for a listener started with --audit-log)")) from None
+    except OSError as exc:
+        raise _fail(RunwrapError(f"cannot read the audit log {path}: {exc.strerror}")) from None
+    header = [c.upper() for c in COLUMNS]
+    rows = [format_row(e) for e in events]
     if output == Output.json:
-        for event in read_events(path):
+        for event in events:
             typer.echo(json.dumps(event))
-    else:
-        rows = [format_row(e) for e in read_events(path)]
-        _table([c.upper() for c in COLUMNS], rows, empty=f"no events in {path}")
+    elif rows or not follow:
+        _table(header, rows, empty=f"no events in {path}")
     if follow:
-        _follow(path, output)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        if not rows and output == Output.text:
+            typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+        _follow(path, output, offset, widths)
 
 
-def _follow(path: Path, output: Output) -> None:
-    from runwrap.audit import format_row
+def _follow(path: Path, output: Output, offset: int, widths: list[int]) -> None:
+    """Print events as they are appended, like `tail -F`: follows a rotated or recreated file."""
+    import os
 
-    with open(path, "rb") as handle:
-        handle.seek(0, 2)
+    from runwrap.audit import format_row, parse_line
+
+    identity: tuple[int, int] | None = None
+    pending = b""
+    try:
         while True:
-            line = handle.readline()
-            if not line.endswith(b"\n"):
-                if line:
-                    handle.seek(-len(line), 1)
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
                 time.sleep(0.2)
                 continue
-            try:
-                event = json.loads(line)
-            except ValueError:
+            if identity is not None and (info.st_dev, info.st_ino) != identity:
+                offset, pending = 0, b""  # rotated or recreated: the new file from its start
+            elif info.st_size < offset:
+                offset, pending = 0, b""  # truncated
+            identity = (info.st_dev, info.st_ino)
+            if info.st_size == offset:
+                time.sleep(0.2)
                 continue
-            typer.echo(json.dumps(event) if output == Output.json else "  ".join(format_row(event)))
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+            offset += len(data)
+            *lines, pending = (pending + data).split(b"\n")
+            for raw in lines:
+                event = parse_line(raw)
+                if event is None:
+                    continue
+                if output == Output.json:
+                    typer.echo(json.dumps(event))
+                else:
+                    typer.echo("  ".join(c.ljust(w) for c, w in zip(format_row(event), widths, strict=True)).rstrip())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except BrokenPipeError:
+        raise typer.Exit(0) from None
 
 
 # ---- profiles ----

@@ -33,6 +33,10 @@ from runwrap.secret import Secret
 from runwrap.store import Connection, Connections, load_or_create_identity
 
 CONNECT_TIMEOUT = 10.0
+PAIR_TIMEOUT = 30.0
+# A request may wait minutes for an approval with nothing on the wire; TCP keepalive is what notices
+# a listener whose host or link went away (about KEEPIDLE + KEEPINTVL * KEEPCNT seconds).
+KEEPIDLE, KEEPINTVL, KEEPCNT = 5, 2, 3
 
 
 def parse_address(address: str) -> tuple[str, Any]:
@@ -61,7 +65,16 @@ def open_socket(address: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket
         raise ConnectionFailed(f"cannot reach the listener at {address}: {why}; is `runwrap listen` running?") from None
     if kind == "tcp":
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_keepalive(sock)
     return sock
+
+
+def set_keepalive(sock: socket.socket) -> None:
+    """Probe an idle TCP connection so a dead peer or a cut link ends it with ETIMEDOUT."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", KEEPIDLE), ("TCP_KEEPINTVL", KEEPINTVL), ("TCP_KEEPCNT", KEEPCNT)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 class Channel:
@@ -186,44 +199,59 @@ def _reject_reason(answer: bytes) -> tuple[str, str]:
 # ---- pairing and control ----
 
 def pair(code: str, address: str, name: str | None, lay: Layout) -> Connection:
-    """Pair with the listener at `address` using a one-time code; pins its key as a connection."""
+    """Pair with the listener at `address` using a one-time code; pins its key as a connection.
+
+    SPAKE2 on the code -> PSK of Noise_NNpsk0 (the listener's static key in its message 2) -> an IK
+    run bound to that handshake's hash, which proves both static keys -> names exchanged inside it.
+    Nothing is written on this side unless every step verified (docs/protocol.md, "Pairing").
+    """
     nameplate, code = pairing.parse_code(code)
     private = load_or_create_identity(lay.consumer_key)
-    public = noise_session.public_key(private)
     sock = open_socket(address)
     try:
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + PAIR_TIMEOUT
         pake = pairing.Pake(code, listener=False)
         sock.sendall(framing.preface(framing.MODE_PAIR))
         framing.send_frame(sock, json.dumps({"nameplate": nameplate, "msg": pake.message.hex()}).encode())
-        answer = framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME)
-        if answer[:1] != framing.ACCEPT:
-            raise PairingFailed(f"pairing refused: {_reject_reason(answer)[1]}")
-        transcript = pairing.transcript(nameplate, pake.message, answer[1:])
-        handshake = noise_session.initiator_pair(pake.finish(answer[1:], transcript), transcript)
+        listener_msg = _accepted(framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME))
+        transcript = pairing.transcript(nameplate, pake.message, listener_msg)
+        handshake = noise_session.initiator_pair(pake.finish(listener_msg, transcript), transcript)
         framing.send_frame(sock, handshake.write())
-        answer = framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME)
-        if answer[:1] != framing.ACCEPT:
-            raise PairingFailed(f"pairing refused: {_reject_reason(answer)[1]}")
+        answer = _accepted(framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME))
         try:
-            handshake.read(answer[1:])
+            listener_key = handshake.read(answer)
         except ProtocolError:
             raise PairingFailed("the other side does not know this code; it is not your listener") from None
-        session = handshake.session()
-        proposed = name or socket.gethostname() or "consumer"
-        framing.send_frame(sock, session.encrypt(messages.encode(
-            {"type": "pair", "name": proposed, "static": public.hex()})))
-        header, _ = messages.decode(session.decrypt(framing.recv_frame(sock, deadline=deadline)))
-        listener_key = bytes.fromhex(str(header.get("static", "")))
-        if header.get("type") != "paired" or len(listener_key) != 32:
+        if len(listener_key) != noise_session.KEY_LEN:
             raise ProtocolError("the listener's pairing answer is malformed")
-    except ValueError:
-        raise ProtocolError("the listener's pairing answer is malformed") from None
+        confirm = noise_session.initiator_confirm(private, listener_key, handshake.handshake_hash)
+        framing.send_frame(sock, confirm.write())
+        answer = _accepted(framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME))
+        try:
+            if confirm.read(answer):
+                raise ProtocolError("unexpected payload")
+        except ProtocolError:
+            raise PairingFailed("the listener could not prove it holds the key it sent; nothing was pinned") from None
+        session = confirm.session()
+        proposed = name or socket.gethostname() or "consumer"
+        framing.send_frame(sock, session.encrypt(messages.encode({"type": "pair", "name": proposed})))
+        header, _ = messages.decode(session.decrypt(framing.recv_frame(sock, deadline=deadline)))
+        if header.get("type") != "paired":
+            raise ProtocolError("the listener's pairing answer is malformed")
     finally:
         sock.close()
     connections = Connections(lay.connections)
     conn_name = name or _connection_name(address, connections)
     return connections.add(conn_name, address, listener_key)
+
+
+def _accepted(answer: bytes) -> bytes:
+    """The body of a pairing answer that starts with ACCEPT; PairingFailed with the reason otherwise."""
+    if answer[:1] == framing.REJECT:
+        raise PairingFailed(f"pairing refused: {_reject_reason(answer)[1]}")
+    if answer[:1] != framing.ACCEPT:
+        raise ProtocolError("the listener's answer is not runwrap's protocol")
+    return answer[1:]
 
 
 def _connection_name(address: str, connections: Connections) -> str:

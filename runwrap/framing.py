@@ -17,7 +17,7 @@ from runwrap.errors import ConnectionFailed, HandshakeFailed, ProtocolError
 
 LENGTH = struct.Struct(">H")
 MAX_FRAME = 65535
-MAX_HANDSHAKE_FRAME = 1024  # pairing and IK handshake messages are far smaller
+MAX_HANDSHAKE_FRAME = 1024  # pairing and IK handshake messages are far smaller (at most ~100 bytes)
 
 # The first bytes of every connection: magic, protocol version, mode.
 MAGIC = b"RWP"
@@ -98,27 +98,43 @@ def send_frame(sock: socket.socket, payload: bytes, max_len: int = MAX_FRAME) ->
 
 # ---- asyncio side (listener) ----
 
-async def read_frame(reader: asyncio.StreamReader, *, timeout: float | None, max_len: int = MAX_FRAME) -> bytes:
-    """One frame, or ProtocolError for a bad length, EOF mid-frame, or the deadline passing."""
+def _budget(timeout: float | None, deadline: float | None) -> float | None:
+    """Seconds left: the smaller of a per-frame timeout and an absolute (monotonic) deadline."""
+    if deadline is None:
+        return timeout
+    left = max(0.0, deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
+
+
+async def read_frame(reader: asyncio.StreamReader, *, timeout: float | None, max_len: int = MAX_FRAME,
+                     deadline: float | None = None) -> bytes:
+    """One frame, or ProtocolError for a bad length, EOF mid-frame, or the time running out.
+
+    The header and the body share one wait, so a peer that trickles a frame a byte at a time gets
+    no more time than one that sends nothing. `deadline` (time.monotonic()) bounds a whole handshake.
+    """
+
+    async def frame() -> bytes:
+        length = check_length(await reader.readexactly(LENGTH.size), max_len)
+        return await reader.readexactly(length)
+
     try:
-        header = await asyncio.wait_for(reader.readexactly(LENGTH.size), timeout)
-        length = check_length(header, max_len)
-        return await asyncio.wait_for(reader.readexactly(length), timeout)
+        return await asyncio.wait_for(frame(), _budget(timeout, deadline))
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed mid-frame") from None
     except asyncio.TimeoutError:
         raise ProtocolError("timed out waiting for a frame") from None
-    except ConnectionError:
+    except OSError:
         raise ProtocolError("connection reset") from None
 
 
-async def read_preface(reader: asyncio.StreamReader, timeout: float) -> bytes:
+async def read_preface(reader: asyncio.StreamReader, timeout: float, *, deadline: float | None = None) -> bytes:
     try:
-        data = await asyncio.wait_for(reader.readexactly(PREFACE_LEN), timeout)
+        data = await asyncio.wait_for(reader.readexactly(PREFACE_LEN), _budget(timeout, deadline))
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed before the preface") from None
     except asyncio.TimeoutError:
         raise ProtocolError("timed out waiting for the preface") from None
-    except ConnectionError:
+    except OSError:
         raise ProtocolError("connection reset") from None
     return parse_preface(data)

@@ -62,10 +62,10 @@ def variants(value: bytes | bytearray) -> list[bytearray]:
     found += _base64_fragments(value)
     found.append(_percent(value, plus=False))
     found.append(_percent(value, plus=True))
-    found.append(_json_escape(value, ascii_only=False))
-    ascii_form = _json_escape(value, ascii_only=True)
-    if ascii_form is not None:
-        found.append(ascii_form)
+    for ascii_only in (False, True):
+        escaped = _json_escape(value, ascii_only=ascii_only)
+        if escaped is not None:
+            found.append(escaped)
     if b"\n" in value:
         for line in bytearray(value).split(b"\n"):
             if line.endswith(b"\r"):
@@ -249,9 +249,10 @@ class Masker:
         held = self._held
         if held:
             # Search the held tail and the new data as one buffer; it is zeroed before we return.
-            work: bytes | bytearray = bytearray(held + len(data))
-            work[:held] = memoryview(self._hold)[:held]
-            work[held:] = data
+            joined = bytearray(held + len(data))
+            joined[:held] = memoryview(self._hold)[:held]
+            joined[held:] = data
+            work: bytes | bytearray = joined
         elif isinstance(data, (bytes, bytearray)):
             work = data
         else:
@@ -435,7 +436,7 @@ class Masker:
                 if start > emitted:
                     pieces.append(view[emitted:start].tobytes())
                     last_hidden = False
-                if not (last_hidden and start == emitted):
+                if not last_hidden:  # hidden only at the very start, when a run goes on from the last feed
                     pieces.append(self._replacement)
                 last_hidden = True
                 run_end = end

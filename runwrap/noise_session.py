@@ -3,7 +3,10 @@
 runwrap uses two patterns (docs/protocol.md):
 - `Noise_IK_25519_ChaChaPoly_BLAKE2s` for every session between paired keys: the consumer knows the
   listener's static key (pinned at pairing) and sends its own inside message 1;
-- `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s` for pairing, with a PSK derived from SPAKE2 on the code.
+- `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s` for pairing, with a PSK derived from SPAKE2 on the code,
+  followed by an IK "confirmation" handshake whose prologue is the NNpsk0 handshake hash: it proves
+  that each side holds the private half of the static key it is about to pin, and ties both keys to
+  that one pairing.
 Every failure of the library (a bad tag, a low-order point, a message of the wrong size, a call out
 of order) comes out of here as `ProtocolError`, so callers never see the library's exceptions.
 """
@@ -21,6 +24,8 @@ IK = b"Noise_IK_25519_ChaChaPoly_BLAKE2s"
 NNPSK0 = b"Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s"
 PROLOGUE_SESSION = b"runwrap/1 session"
 PROLOGUE_PAIR = b"runwrap/1 pair"
+PROLOGUE_CONFIRM = b"runwrap/1 pair-confirm"
+KEY_LEN = 32
 TAG_LEN = 16
 MAX_MESSAGE = 65535
 # noiseprotocol accepts 65,535 bytes of plaintext and then produces a 65,551-byte message that its
@@ -53,7 +58,9 @@ class Session:
         self.handshake_hash = handshake_hash
         self.remote_static = remote_static
 
-    def encrypt(self, plaintext: bytes) -> bytes:
+    def encrypt(self, plaintext: bytes | bytearray) -> bytes:
+        # Checked here, before the library sees it: noiseprotocol would encrypt 65,520..65,535 bytes,
+        # advance its nonce and hand back a message no peer accepts.
         if len(plaintext) > MAX_PLAINTEXT:
             raise ProtocolError(f"message too large to send ({len(plaintext)} > {MAX_PLAINTEXT} bytes)")
         try:
@@ -97,8 +104,8 @@ class Handshake:
             if ephemeral_private is not None:
                 conn.set_keypair_from_private_bytes(Keypair.EPHEMERAL, ephemeral_private)
             conn.start_handshake()
-        except Exception as exc:
-            raise ProtocolError(f"cannot start the handshake: {exc}") from None
+        except Exception as exc:  # a key of the wrong length, an unknown name
+            raise ProtocolError(f"cannot start the handshake: {type(exc).__name__}") from None
         self._conn = conn
         self._remote_static: bytes | None = remote_static
 
@@ -107,6 +114,8 @@ class Handshake:
         return bool(self._conn.handshake_finished)
 
     def write(self, payload: bytes = b"") -> bytes:
+        if len(payload) > MAX_PLAINTEXT - 2 * KEY_LEN - 2 * TAG_LEN:
+            raise ProtocolError("handshake payload too large")
         try:
             return bytes(self._conn.write_message(payload))
         except Exception:
@@ -130,6 +139,13 @@ class Handshake:
         """The other side's static key once the pattern has revealed it (IK responder: after message 1)."""
         return self._remote_static
 
+    @property
+    def handshake_hash(self) -> bytes:
+        """h at the end of the handshake: unique to this run, computable only by its two parties."""
+        if not self.finished:
+            raise ProtocolError("handshake not finished")
+        return bytes(self._conn.get_handshake_hash())
+
     def session(self) -> Session:
         if not self.finished:
             raise ProtocolError("handshake not finished")
@@ -143,6 +159,16 @@ def initiator_ik(static_private: bytes, listener_public: bytes) -> Handshake:
 
 def responder_ik(static_private: bytes) -> Handshake:
     return Handshake(IK, initiator=False, prologue=PROLOGUE_SESSION, static_private=static_private)
+
+
+def initiator_confirm(static_private: bytes, listener_public: bytes, pair_hash: bytes) -> Handshake:
+    """The IK run that ends a pairing: bound to that pairing's NNpsk0 handshake hash."""
+    return Handshake(IK, initiator=True, prologue=PROLOGUE_CONFIRM + pair_hash,
+                     static_private=static_private, remote_static=listener_public)
+
+
+def responder_confirm(static_private: bytes, pair_hash: bytes) -> Handshake:
+    return Handshake(IK, initiator=False, prologue=PROLOGUE_CONFIRM + pair_hash, static_private=static_private)
 
 
 def initiator_pair(psk: bytes, transcript: bytes) -> Handshake:

@@ -5,8 +5,9 @@ meant (sent in the clear), then 8 characters from a 31-letter alphabet (~40 bits
 the SPAKE2 password. SPAKE2 gives both sides the same key only if they typed the same code, and a
 recorded exchange gives an eavesdropper nothing to test guesses against offline; an active attacker
 gets one guess per run, and one wrong run burns the invite. The key is stretched with HKDF over the
-transcript into the PSK of `Noise_NNpsk0` (runwrap.noise_session), inside which the static keys are
-exchanged and then pinned.
+transcript into the PSK of `Noise_NNpsk0` (runwrap.noise_session); the listener's static key travels
+in its message 2, and an IK run bound to the NNpsk0 handshake hash then proves both static keys
+before either side pins the other's (docs/protocol.md, "Pairing").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import secrets
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from spake2 import SPAKE2_A, SPAKE2_B, SPAKEError
+from spake2 import SPAKE2_A, SPAKE2_B
 
 from runwrap.errors import PairingFailed, ProtocolError
 
@@ -55,13 +56,14 @@ class Pake:
 
     def finish(self, other: bytes, transcript: bytes) -> bytes:
         try:
-            key = self._side.finish(other)
-        except (SPAKEError, ValueError, TypeError, AssertionError):
+            key = self._side.finish(bytes(other))
+        except Exception:  # SPAKEError, off-curve points, wrong side bytes, wrong lengths, reflections
             raise ProtocolError("the other side's pairing message is malformed") from None
         return derive_psk(key, transcript)
 
 
 def derive_psk(key: bytes, transcript: bytes) -> bytes:
+    """HKDF-SHA256(ikm = SPAKE2 key, salt = PSK_SALT, info = transcript), 32 bytes."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=PSK_SALT, info=transcript).derive(key)
 
 

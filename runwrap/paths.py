@@ -7,6 +7,7 @@ socket under `$XDG_RUNTIME_DIR/runwrap` (or a 0700 folder of the user's in the t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -81,8 +82,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (temp file, fsync, rename), mode 0600 from the first byte."""
+def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
+    """Write `data` to `path` atomically (temp file, fsync, rename), mode 0600 from the first byte.
+
+    A reader sees the old file or the new one, never a part. With `exclusive`, an existing file is
+    left alone and False comes back (two processes creating the same key: the first one wins).
+    """
     private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates 0600
     try:
@@ -90,18 +95,25 @@ def write_private(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            try:
+                os.link(tmp, path)  # fails if the name exists: no window where either file is half-made
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return True
 
 
 def read_private(path: Path) -> bytes | None:
@@ -122,19 +134,28 @@ def read_private(path: Path) -> bytes | None:
 
 
 def wrong_modes(lay: Layout) -> list[str]:
-    """Every runwrap file or folder whose mode lets others in, as `runwrap doctor` reports them."""
+    """Every runwrap file or folder that others could read or change, as `runwrap doctor` names them.
+
+    Folders should be 0700 and files (keys, peers, connections, the audit log, the socket) 0600, and
+    all of them the user's own. Dot-files are the temporary files of atomic writes.
+    """
     problems: list[str] = []
+    me = os.getuid()
+
+    def check(entry: Path, want: int) -> None:
+        info = entry.lstat()
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            problems.append(f"{entry}: mode {mode:o}, should be {want:o} (chmod {want:o} {entry})")
+        if info.st_uid != me:
+            problems.append(f"{entry}: owned by uid {info.st_uid}, not by you (uid {me})")
+
     for folder in lay.folders():
         if not folder.exists():
             continue
-        mode = stat.S_IMODE(folder.stat().st_mode)
-        if mode & 0o077:
-            problems.append(f"{folder}: mode {mode:o}, should be 700 (chmod 700 {folder})")
-        for entry in folder.iterdir():
+        check(folder, 0o700)
+        for entry in sorted(folder.iterdir()):
             if entry.is_symlink() or entry.name.startswith("."):
                 continue
-            mode = stat.S_IMODE(entry.lstat().st_mode)
-            want = 0o700 if entry.is_dir() else 0o600
-            if mode & 0o077:
-                problems.append(f"{entry}: mode {mode:o}, should be {want:o} (chmod {want:o} {entry})")
+            check(entry, 0o700 if entry.is_dir() else 0o600)
     return problems

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections.abc import Iterable
+from typing import NoReturn
 
 _BYTES_HEADER = sys.getsizeof(b"") - 1  # offset of ob_sval inside a PyBytesObject
 
@@ -88,7 +89,7 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return "Secret(***)"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret cannot be pickled")
 
     def __enter__(self) -> Secret:

@@ -1,7 +1,8 @@
 """The files that pin keys: the listener's peers, the consumer's connections, both identities.
 
 Peers (listener side) and connections (consumer side) are JSON documents written atomically with
-mode 0600. A key on disk is the raw X25519 private key, hex-encoded.
+mode 0600 in 0700 folders (runwrap.paths), and refused when read if others can read or change them.
+A key on disk is the raw X25519 private key, hex-encoded, created once and never overwritten.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def load_or_create_identity(path: Path) -> bytes:
             raise ConfigError(f"{path} holds a key of the wrong length; remove it to make a new identity")
         return key
     private, _public = noise_session.generate_keypair()
-    write_private(path, json.dumps({"private": private.hex()}).encode() + b"\n")
+    if not write_private(path, json.dumps({"private": private.hex()}).encode() + b"\n", exclusive=True):
+        return load_or_create_identity(path)  # another process made it first: use that one
     return private
 
 

@@ -96,7 +96,7 @@ def resolve_command(cmd: str, path: str | None) -> str:
             info = os.stat(candidate)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.ELOOP) or ("/" in cmd and exc.errno != errno.ENOENT):
-                refused = refused or f"{candidate}: {os.strerror(exc.errno)}"
+                refused = refused or f"{candidate}: {os.strerror(exc.errno or 0)}"
             continue
         if stat.S_ISDIR(info.st_mode):
             refused = refused or f"{candidate}: Is a directory"
@@ -417,6 +417,11 @@ class _Supervisor:
         # a signal that arrives after the child is gone must not turn into runwrap's own death.
         try:
             self._supervise()
+        except BaseException:
+            if self.status is None:  # runwrap itself failed: the child must not outlive it
+                _kill(self.pid, signal.SIGKILL)
+                end_descendants(0.0)
+            raise
         finally:
             if self.raw is not None:
                 self.raw.restore()
@@ -432,6 +437,12 @@ class _Supervisor:
             plan.own_group = not stdin_tty
             return []
         from runwrap.mask import Masker  # only the masking modes need it
+
+        for fd in (0, 1, 2):  # a closed stdio fd would be reused by the pipes below
+            try:
+                os.fstat(fd)
+            except OSError:
+                os.open(os.devnull, os.O_RDWR)
 
         def masker() -> Masker:
             return Masker(launch.mask_values)
@@ -510,8 +521,8 @@ class _Supervisor:
         poller.register(self.sigfd.fd, select.POLLIN)
         wanted: dict[int, int] = {}
         for stream in self.streams:
-            if stream.wants_input():
-                wanted[stream.src] = wanted.get(stream.src, 0) | select.POLLIN  # type: ignore[index]
+            if stream.src is not None and stream.wants_input():
+                wanted[stream.src] = wanted.get(stream.src, 0) | select.POLLIN
             if stream.wants_output():
                 wanted[stream.dest] = wanted.get(stream.dest, 0) | select.POLLOUT
         if self.master is not None and self.to_master:

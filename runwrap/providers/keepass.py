@@ -74,7 +74,7 @@ class KeePassProvider(Provider):
             if password is not None:
                 password.wipe()
         # The file is read once, so its index is too: (id, hosts, entry) without an XPath query per lookup.
-        self._rows = [(_entry_id(e), _entry_urls(e), e) for e in self._entries()]
+        self._rows = [(_entry_id(e), [host_of(u) for u in _entry_urls(e)], e) for e in self._entries()]
 
     def _password(self, prompt: Callable[[str], str] | None, *, has_keyfile: bool) -> Secret | None:
         variable = self.option_values.get("password_env")

@@ -3,6 +3,11 @@
 Used by runwrap's own integration tests and by the `runwrap_listener` pytest fixture that projects
 embedding runwrap use (runwrap.testing.plugin). Nothing here fakes anything: the listener is the
 installed console script in its own process, on a real Unix socket.
+
+    with RunningListener() as listener:          # the example provider, in a fresh temporary home
+        listener.pair()                          # this home's consumer becomes a peer with scope *
+        with listener.client() as client:        # a runwrap.Client for that consumer
+            ...
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runwrap.api import Client
 
 
 def runwrap_executable() -> str:
@@ -51,6 +59,7 @@ class RunningListener:
         self.env["RUNWRAP_HOME"] = str(self.home)
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.home / "listener.out"
+        self._log_start = 0  # where this run's output starts in the log, so a restart waits afresh
 
     @property
     def socket(self) -> Path:
@@ -61,6 +70,8 @@ class RunningListener:
         return self.home / "audit.log"
 
     def start(self, timeout: float = 15.0) -> RunningListener:
+        """Start the listener (again, after `stop()`: same home, keys and peers) and wait until it listens."""
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         command = [runwrap_executable(), "listen", "--provider", self.provider, *self.args]
         for key, value in self.provider_options.items():
             command += ["--provider-option", f"{key}={value}"]
@@ -77,11 +88,11 @@ class RunningListener:
         return self
 
     def _ready(self) -> bool:
-        return self.socket.exists() and "listening on" in self.output()
+        return self.socket.exists() and "listening on" in self.output()[self._log_start :]
 
     def output(self) -> str:
         try:
-            return self.log.read_text(errors="replace")
+            return self.log.read_bytes().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -107,6 +118,22 @@ class RunningListener:
         invite = self.invite(name=name, scope=scope)
         self.run("pair", invite["code"], "--address", invite["address"], "--name", "listener", env=env)
         return name
+
+    def paired_home(self, name: str, scope: Sequence[str] = ("*",)) -> Path:
+        """A second consumer: a new home (inside this one) paired as peer `name` with `scope`.
+
+        For testing what a narrower peer sees: `Client(home=listener.paired_home("ci", ["github.com"]))`.
+        """
+        home = Path(tempfile.mkdtemp(prefix="consumer-", dir=self.home))
+        env = {**self.env, "RUNWRAP_HOME": str(home)}
+        self.pair(name, scope, env=env)
+        return home
+
+    def client(self, connection: str | None = None, *, home: str | os.PathLike[str] | None = None) -> Client:
+        """A `runwrap.Client` for this home's consumer (or another paired `home`); pair first."""
+        from runwrap.api import Client
+
+        return Client(connection, home=self.home if home is None else home)
 
     def audit_events(self) -> list[dict[str, Any]]:
         from runwrap.audit import read_events

@@ -149,3 +149,13 @@ def test_a_child_that_handles_ctrl_c_lets_the_script_go_on(tmux: Tmux, tmp_path:
     tmux.keys("C-c")
     screen = tmux.wait("status=0")
     assert "caught" in screen and "after" in screen
+
+
+@pytest.mark.parametrize("ending", ["exit 4", "kill -INT $$", "kill -KILL $$", "sleep 60"])
+def test_the_terminal_modes_are_restored_however_the_child_ends(tmux: Tmux, ending: str) -> None:
+    timeout = "--timeout 0.5 " if ending.startswith("sleep") else ""
+    # In a non-interactive bash: an interactive one drops the rest of a line after a SIGINT death.
+    tmux.type(f"stty -g > before; bash -c \"rw --secret T=secret {timeout}-- sh -c '{ending}'; "
+              "echo status=\\$?\"; stty -g > after; cmp before after && echo same-modes")
+    screen = tmux.wait("\nsame-modes")
+    assert re.search(r"\nstatus=(4|130|137|124)\n", screen)
