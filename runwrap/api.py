@@ -43,10 +43,9 @@ class Client:
 
     def __init__(self, connection: str | None = None, *, home: str | os.PathLike[str] | None = None,
                  timeout: float = CONNECT_TIMEOUT) -> None:
-        self._environ = dict(os.environ)
-        if home is not None:
-            self._environ["RUNWRAP_HOME"] = os.fspath(home)
-        self.layout = layout(self._environ)
+        self._home = None if home is None else os.fspath(home)
+        environ = dict(os.environ) if self._home is None else {**os.environ, "RUNWRAP_HOME": self._home}
+        self.layout = layout(environ)
         self._named = connection
         self.connection = Connections(self.layout.connections).pick(connection)
         self.timeout = timeout
@@ -95,7 +94,7 @@ class Client:
         prof = profiles.find(os.fspath(profile), environ=parent, cwd=Path.cwd())
         claim = default_provenance(self._argv0(), profile=prof.name)
         if prof.connection and self._named is None and prof.connection != self.connection.name:
-            with Client(prof.connection, home=self._environ.get("RUNWRAP_HOME"), timeout=self.timeout) as other:
+            with Client(prof.connection, home=self._home, timeout=self.timeout) as other:
                 injected = other._on_session(lambda channel: fetch_profile(channel, prof, claim))
         else:
             injected = self._on_session(lambda channel: fetch_profile(channel, prof, claim))

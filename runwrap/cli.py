@@ -326,8 +326,8 @@ def peers_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
         peers = Peers(_layout().peers)
     except RunwrapError as exc:
         raise _fail(exc) from None
-    rows = [{"name": p.name, "fingerprint": fingerprint(p.public_bytes), "scope": p.scope,
-             "paired_at": p.paired_at, "revoked": p.revoked} for p in peers.by_name.values()]
+    rows: list[dict[str, Any]] = [{"name": p.name, "fingerprint": fingerprint(p.public_bytes), "scope": p.scope,
+                                   "paired_at": p.paired_at, "revoked": p.revoked} for p in peers.by_name.values()]
     if output == Output.json:
         typer.echo(json.dumps(rows))
         return

@@ -167,7 +167,9 @@ class Listener:
             unix_sock.close()
             raise RunwrapError(f"{self.socket_path} came out with mode {stat.S_IMODE(info.st_mode):o} "
                                "instead of 600; refusing to serve")
-        unix = await asyncio.start_unix_server(self._accept_unix, sock=unix_sock, limit=framing.MAX_FRAME + 16)
+        # A deep backlog: a burst of connections must queue, not be refused, while the loop accepts.
+        unix = await asyncio.start_unix_server(self._accept_unix, sock=unix_sock, limit=framing.MAX_FRAME + 16,
+                                               backlog=1024)
         self._servers.append(unix)
         self._handshaking: dict[asyncio.StreamWriter, float] = {}
         self._peers_seen: tuple[int, int, int] | None = None
@@ -183,7 +185,7 @@ class Listener:
         if self.options.tcp:
             host, port = self.options.tcp
             tcp = await asyncio.start_server(self._accept_tcp, host=host, port=port,
-                                             limit=framing.MAX_FRAME + 16)
+                                             limit=framing.MAX_FRAME + 16, backlog=1024)
             self._servers.append(tcp)
             if port == 0:
                 port = tcp.sockets[0].getsockname()[1]

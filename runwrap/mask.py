@@ -12,11 +12,12 @@ maximal run of hidden bytes becomes one `***`. `feed()` holds back only the long
 proper prefix of some pattern and returns everything before it at once; nothing is held because of
 time, and what is held is shorter than the longest pattern.
 
-Hygiene: patterns and held stream bytes live only in bytearrays that `wipe()` zeroes. No secret goes
-into `re.compile` (a compiled regex cannot be wiped), into a `str`, or into a `bytes` we keep; the
-`bytes` that `binascii` returns are zeroed with `wipe_bytes` as soon as they are copied. Tables that
-are indexed by byte value (first bytes, anchors) are lists that `wipe()` empties slot by slot.
-The input chunks are the caller's: they arrive as `bytes` and are theirs to wipe.
+Hygiene: patterns live only in bytearrays, and held stream bytes only in two fixed bytearrays (the
+hold, and the scratch buffer where the hold meets the next chunk); `wipe()` zeroes them all and
+leaves the masker unusable. No secret goes into `re.compile` (a compiled regex cannot be wiped), a
+`str`, or a `bytes` we keep; the `bytes` that `binascii` returns are zeroed with `wipe_bytes` once
+copied. Tables indexed by byte value (first bytes, anchors) are lists that `wipe()` clears slot by
+slot. What this cannot reach: the caller's input chunks and the returned output (`bytes`, theirs).
 
 Speed: one `bytes.find` per pattern over each chunk costs about 0.2 ns a byte (CPython's fastsearch),
 which is plenty for a few values but grows with the pattern count. So each pattern gets an anchor,
@@ -34,7 +35,6 @@ from collections.abc import Iterable
 from runwrap.secret import Secret, wipe_bytes
 
 MIN_LEN = 4
-REPLACEMENT = b"***"
 
 # The anchor prefilter: a byte is a useful anchor while it occurs at most once in RARE_EVERY bytes
 # (beyond that a pattern's own find, ~0.2 ns a byte, is cheaper than visiting each hit in Python).
@@ -199,7 +199,8 @@ class Masker:
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
     __slots__ = ("_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold",
-                 "_in_run", "_maxlen", "_next_sample", "_patterns", "_replacement", "_wiped", "short_values")
+                 "_in_run", "_maxlen", "_next_sample", "_patterns", "_replacement", "_scratch", "_wiped",
+                 "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
                  replacement: bytes = b"***") -> None:
@@ -215,6 +216,7 @@ class Masker:
         self._replacement = bytes(replacement)
         self._maxlen = len(self._patterns[0]) if self._patterns else 0
         self._hold = bytearray(max(self._maxlen - 1, 0))  # fixed size: never reallocated, so no stale copies
+        self._scratch = bytearray()  # the held tail and the next chunk, searched together
         self._held = 0        # how many bytes of _hold are the stream's held tail
         self._carry = 0       # how far matches already emitted cover into the held tail
         self._in_run = False  # the last byte emitted was hidden, so a run continuing it adds no ***
@@ -248,25 +250,25 @@ class Masker:
             return b""
         held = self._held
         if held:
-            # Search the held tail and the new data as one buffer; it is zeroed before we return.
-            joined = bytearray(held + len(data))
-            joined[:held] = memoryview(self._hold)[:held]
-            joined[held:] = data
-            work: bytes | bytearray = joined
-        elif isinstance(data, (bytes, bytearray)):
-            work = data
+            # Search the held tail and the new data as one buffer: the scratch buffer, reused so that
+            # no feed allocates (fresh 64 KiB buffers cost page faults) and zeroed by wipe(). It may
+            # be longer than this step, so everything below is bounded by `size`.
+            size = held + len(data)
+            if len(self._scratch) < size:
+                wipe_bytes(self._scratch)
+                self._scratch = bytearray(max(size, 2 * len(self._scratch)))
+            self._scratch[:held] = memoryview(self._hold)[:held]
+            self._scratch[held:size] = data
+            work: bytes | bytearray = self._scratch
         else:
-            work = bytes(data)
+            work = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+            size = len(work)
         if self._next_sample <= 0:
-            if self._choose_anchors(work):
+            if self._choose_anchors(work, size):
                 self._next_sample = RESAMPLE_EVERY
         else:
             self._next_sample -= 1
-        try:
-            return self._step(work, final=False)
-        finally:
-            if held:
-                wipe_bytes(work)
+        return self._step(work, size, final=False)
 
     def flush(self) -> bytes:
         """At the end of the stream: the held tail, masked. The masker can then take a new stream."""
@@ -275,11 +277,9 @@ class Masker:
         if not self._held:
             self._carry, self._in_run = 0, False
             return b""
-        work = bytearray(memoryview(self._hold)[:self._held])
         try:
-            return self._step(work, final=True)
+            return self._step(self._hold, self._held, final=True)
         finally:
-            wipe_bytes(work)
             self._carry, self._in_run = 0, False
 
     def wipe(self) -> None:
@@ -295,17 +295,18 @@ class Masker:
         for index in range(256):
             self._by_first[index] = None
         wipe_bytes(self._hold)
+        wipe_bytes(self._scratch)
         self._held = self._carry = 0
         self._in_run = False
         self._wiped = True
 
     # -- one step over a buffer --
 
-    def _step(self, work: bytes | bytearray, *, final: bool) -> bytes:
-        size = len(work)
-        spans = self._matches(work)
-        cut = size if final else self._tail_start(work)
-        out = self._render(work, cut, spans)
+    def _step(self, work: bytes | bytearray, size: int, *, final: bool) -> bytes:
+        """Mask work[:size]: emit up to the held tail (or everything, if final) and keep the tail."""
+        spans = self._matches(work, size)
+        cut = size if final else self._tail_start(work, size)
+        out = self._render(work, size, cut, spans)
         # Coverage reaching past the cut comes only from matches that start before it; matches that
         # start inside the held tail are found again next time.
         carry = 0
@@ -316,39 +317,40 @@ class Masker:
             carry = max(carry, self._carry - cut)
         self._carry = carry
         tail = size - cut
-        self._hold[:tail] = memoryview(work)[cut:]
+        if work is not self._hold:
+            self._hold[:tail] = memoryview(work)[cut:size]
         if self._held > tail:  # leave no stale stream bytes behind the new tail
             self._hold[tail:self._held] = bytes(self._held - tail)
         self._held = tail
         return out
 
-    def _matches(self, work: bytes | bytearray) -> list[tuple[int, int]]:
-        """(start, end) of every occurrence of every pattern in `work`, overlapping ones included."""
+    def _matches(self, work: bytes | bytearray, size: int) -> list[tuple[int, int]]:
+        """(start, end) of every occurrence of every pattern in work[:size], overlapping ones included."""
         spans: list[tuple[int, int]] = []
         find = work.find
         for pattern in self._find_alone:
-            at = find(pattern)
+            at = find(pattern, 0, size)
             while at >= 0:
                 spans.append((at, at + len(pattern)))
-                at = find(pattern, at + 1)
+                at = find(pattern, at + 1, size)
         # Anchored patterns: visit each place the (rare) anchor byte occurs.
-        budget = max(64, 4 * len(work) // RARE_EVERY)
+        budget = max(64, 4 * size // RARE_EVERY)
         startswith = work.startswith
         common: list[list] = []
         for anchor in self._anchors:
             byte, group = anchor
             found: list[tuple[int, int]] = []
             visits = 0
-            at = find(byte)
+            at = find(byte, 0, size)
             while at >= 0:
                 visits += 1
                 if visits > budget:
                     break
                 for pattern, offset in group:
                     start = at - offset
-                    if start >= 0 and startswith(pattern, start):
+                    if start >= 0 and startswith(pattern, start, size):
                         found.append((start, start + len(pattern)))
-                at = find(byte, at + 1)
+                at = find(byte, at + 1, size)
             if visits > budget:
                 common.append(anchor)
             else:
@@ -361,22 +363,21 @@ class Masker:
                 anchor[0] = 0
                 for pattern, _offset in anchor[1]:
                     self._find_alone.append(pattern)
-                    at = find(pattern)
+                    at = find(pattern, 0, size)
                     while at >= 0:
                         spans.append((at, at + len(pattern)))
-                        at = find(pattern, at + 1)
+                        at = find(pattern, at + 1, size)
             self._next_sample = 0
         return spans
 
-    def _tail_start(self, work: bytes | bytearray) -> int:
-        """Where the longest tail of `work` that is a proper prefix of some pattern starts."""
+    def _tail_start(self, work: bytes | bytearray, size: int) -> int:
+        """Where the longest tail of work[:size] that is a proper prefix of some pattern starts."""
         if len(self._patterns) <= FEW_PATTERNS:
-            return self._tail_start_by_pattern(work)
-        return self._tail_start_by_position(work)
+            return self._tail_start_by_pattern(work, size)
+        return self._tail_start_by_position(work, size)
 
-    def _tail_start_by_pattern(self, work: bytes | bytearray) -> int:
+    def _tail_start_by_pattern(self, work: bytes | bytearray, size: int) -> int:
         """For a few patterns: look for each one's first byte in the window it could start in."""
-        size = len(work)
         best = size
         find = work.find
         with memoryview(work) as view:
@@ -389,38 +390,41 @@ class Masker:
                 while at >= 0:
                     # The second byte rules out nearly every candidate without slicing a view.
                     if at + 1 == size or work[at + 1] == second:
-                        with view[at:] as rest:
+                        with view[at:size] as rest:
                             if pattern.startswith(rest):
                                 best = at
                                 break
                     at = find(first, at + 1, best)
         return best
 
-    def _tail_start_by_position(self, work: bytes | bytearray) -> int:
+    def _tail_start_by_position(self, work: bytes | bytearray, size: int) -> int:
         """For many patterns: walk the last maxlen-1 positions, trying the patterns that start there."""
-        size = len(work)
         by_first = self._by_first
         with memoryview(work) as view:
             for at in range(max(size - self._maxlen + 1, 0), size):
                 group = by_first[work[at]]
                 if group is None:
                     continue
-                with view[at:] as rest:
-                    for pattern in group:  # longest first
-                        if len(pattern) <= size - at:
-                            break
+                following = work[at + 1] if at + 1 < size else -1
+                for pattern in group:  # longest first
+                    if len(pattern) <= size - at:
+                        break
+                    # The second byte rules out nearly every candidate without slicing a view.
+                    if following >= 0 and pattern[1] != following:
+                        continue
+                    with view[at:size] as rest:
                         if pattern.startswith(rest):
                             return at
         return size
 
-    def _render(self, work: bytes | bytearray, cut: int, spans: list[tuple[int, int]]) -> bytes:
+    def _render(self, work: bytes | bytearray, size: int, cut: int, spans: list[tuple[int, int]]) -> bytes:
         """work[:cut] with every covered run written as one replacement."""
         if self._carry:
             spans.append((0, self._carry))
         if not spans:
             if cut:
                 self._in_run = False
-            if cut == len(work) and isinstance(work, bytes):
+            if cut == size == len(work) and isinstance(work, bytes):
                 return work
             return bytes(memoryview(work)[:cut])
         spans.sort()
@@ -453,12 +457,12 @@ class Masker:
 
     # -- the anchor prefilter --
 
-    def _choose_anchors(self, work: bytes | bytearray) -> bool:
+    def _choose_anchors(self, work: bytes | bytearray, size: int) -> bool:
         """Give each pattern the byte of it that is rarest in a sample of the stream, or none.
 
         Returns False (and changes nothing) when `work` is too short to judge.
         """
-        size = min(len(work), SAMPLE_BYTES)
+        size = min(size, SAMPLE_BYTES)
         if size < 1024:
             return False
         counts: list[int | None] = [None] * 256

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import resource
 import select
 import signal
 import stat
@@ -241,8 +242,6 @@ def _exec_child(launch: Launch, plan: _Plan, report: int) -> NoReturn:
                 pass
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         if hardening.original_core_limit is not None:
-            import resource
-
             resource.setrlimit(resource.RLIMIT_CORE, hardening.original_core_limit)
         env = to_exec_env(launch.env)
         try:
@@ -282,6 +281,9 @@ class _Stream:
         self.buf = bytearray(READ_SIZE)  # the child's raw output only ever lands here; wiped at the end
         self.out = bytearray()  # masked output waiting for runwrap's fd
         self.sent = 0
+        self.out_fd, self.chunk = _writer(dest)
+        self.writable = select.poll()
+        self.writable.register(dest, select.POLLOUT)
         os.set_blocking(src, False)
 
     def wants_input(self) -> bool:
@@ -329,12 +331,19 @@ class _Stream:
             self._close_src()
 
     def write(self, block: bool = False) -> None:
-        """Write what poll said fits (or, at the end, everything), in chunks that never block."""
+        """Write while runwrap's fd takes it without blocking (or, at the end, everything)."""
+        first = True
         while self.sent < len(self.out):
-            chunk = len(self.out) - self.sent if block else min(WRITE_CHUNK, len(self.out) - self.sent)
+            if not block and not first and not self.writable.poll(0):
+                break
+            first = False
+            size = len(self.out) - self.sent if block else min(self.chunk, len(self.out) - self.sent)
             try:
                 with memoryview(self.out) as view:
-                    self.sent += os.write(self.dest, view[self.sent:self.sent + chunk])
+                    self.sent += os.write(self.dest if block else self.out_fd,
+                                          view[self.sent:self.sent + size])
+            except BlockingIOError:
+                break
             except BrokenPipeError:
                 # Nobody reads runwrap's output: let the child find out as it would have directly.
                 self.out.clear()
@@ -345,8 +354,6 @@ class _Stream:
                 self.out.clear()
                 self.sent = 0
                 return
-            if not block:
-                break
         if self.sent == len(self.out):
             self.out.clear()
             self.sent = 0
@@ -356,12 +363,40 @@ class _Stream:
             os.close(self.src)
             self.src = None
 
+    def close_writer(self) -> None:
+        if self.out_fd != self.dest:
+            os.close(self.out_fd)
+            self.out_fd = self.dest
+
     def wipe(self) -> None:
         self.buf[:] = bytes(len(self.buf))
         self.masker.wipe()  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._close_src()
+        self.close_writer()
+
+
+def _writer(dest: int) -> tuple[int, int]:
+    """An fd and chunk size for writing to runwrap's `dest` without blocking the signal loop.
+
+    `dest` is shared with other processes, so it cannot be made non-blocking. A pipe is opened
+    again through /proc as a file description of runwrap's own, which can be; a regular file or
+    /dev/null never blocks for long; anything else (a terminal, a socket) gets writes of at most
+    PIPE_BUF, which do not block once poll says POLLOUT.
+    """
+    try:
+        info = os.fstat(dest)
+    except OSError:
+        return dest, WRITE_CHUNK
+    if stat.S_ISREG(info.st_mode) or (stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)):
+        return dest, READ_SIZE
+    if stat.S_ISFIFO(info.st_mode):
+        try:
+            return os.open(f"/proc/self/fd/{dest}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC), READ_SIZE
+        except OSError:
+            pass
+    return dest, WRITE_CHUNK
 
 
 # ---- the supervisor ----

@@ -75,8 +75,11 @@ def runwrap_listener(request: pytest.FixtureRequest) -> Iterator[RunningListener
     provider, options = _provider(request)
     listener = RunningListener(provider, provider_options=options)
     try:
-        listener.start()
-        listener.pair()
+        try:
+            listener.start()
+            listener.pair()
+        except RuntimeError as exc:  # the listener's own words: an unknown provider, a bad option
+            pytest.fail(f"runwrap_listener: {exc}", pytrace=False)
         yield listener
     finally:
         listener.cleanup()

@@ -40,11 +40,11 @@ def cred(listener: RunningListener) -> Iterator[Credential]:
 
 
 def test_repr_str_and_format_show_no_value(cred):
-    texts = [repr(cred), str(cred), f"{cred}", f"{cred!r}", "%s" % cred, "%r" % (cred,), pprint.pformat(cred),
-             repr(dict(cred)), str(list(cred.values())), pprint.pformat(dict(cred))]
+    texts = [repr(cred), str(cred), f"{cred}", f"{cred!r}", format(cred), pprint.pformat(cred),
+             "%s %r" % (cred, cred), repr(dict(cred)), str(list(cred.values())), pprint.pformat(dict(cred))]  # noqa: UP031
     for name in cred:
         secret = cred[name]
-        texts += [repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>40}", "%s" % secret]
+        texts += [repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret:>40}", "%s" % secret]  # noqa: UP031
     assert leaked("\n".join(texts)) == []
     assert repr(cred) == "Credential(username=***, password=***, uri=***, domain=***, credential_id=***)"
     assert repr(cred.password) == str(cred.password) == "Secret(***)"

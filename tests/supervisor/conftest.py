@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from supervisor_support import Processes
+
+from .supervisor_support import Processes
 
 
 @pytest.fixture

@@ -21,15 +21,16 @@ REPORTER = [PYTHON, str(HELPERS / "reporter.py")]
 MARK = "RUNWRAP_TEST_MARK"
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "a condition") -> Any:
-    """Poll `check` until it returns something true; fail after `timeout` seconds."""
+def wait_for(check: Callable[[], Any], timeout: float = 10.0,
+             what: str | Callable[[], str] = "a condition") -> Any:
+    """Poll `check` until it returns something true; fail after `timeout` seconds (saying `what`)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
         time.sleep(0.01)
 
 

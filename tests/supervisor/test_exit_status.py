@@ -7,7 +7,8 @@ import signal
 import subprocess
 
 import pytest
-from supervisor_support import HELPERS, PYTHON
+
+from .supervisor_support import HELPERS, PYTHON
 
 
 def test_every_status_0_to_255_comes_back_unchanged() -> None:

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from supervisor_support import DRIVER, PYTHON, running, wait_for
+
+from .supervisor_support import DRIVER, PYTHON, running, wait_for
 
 NOBODY = 65534
 
@@ -43,11 +44,12 @@ def test_no_secret_in_the_supervisors_memory_after_the_child_ended(procs, tmp_pa
     # The child prints the secret (masked on the way) and leaves a TERM-ignoring grandchild, which
     # keeps the supervisor in its 30 s kill grace: its memory is read then.
     script = ('echo "$TOKEN"; echo "$TOKEN" >&2; printf %s "$TOKEN" | base64; '
-              'sh -c \'trap "" TERM; exec sleep 1000\' & exit 0')
+              'sh -c \'trap "" TERM; touch "$0"; exec sleep 1000\' "$1" & '
+              'while [ ! -e "$1" ]; do sleep 0.01; done; exit 0')
     driver = procs.start(["--secret", f"TOKEN={tmp_path / 'secret'}", "--kill-grace", "30",
-                          "--lease", str(lease)], ["sh", "-c", script])
+                          "--lease", str(lease)], ["sh", "-c", script, "sh", str(tmp_path / "trapped")])
     wait_for(lambda: (lease / "end").exists(), what="the child's end (reported after the wipe)")
-    [grandchild] = running(procs.mark, ["sleep", "1000"])
+    [grandchild] = wait_for(lambda: running(procs.mark, ["sleep", "1000"]), what="the grandchild")
     assert driver.poll() is None  # still in its kill grace
     with open(f"/proc/{grandchild}/stat") as f:
         assert int(f.read().rsplit(")", 1)[1].split()[1]) == driver.pid  # reparented: a subreaper

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from supervisor_support import PYTHON, wait_for
+from .supervisor_support import PYTHON, wait_for
 
 SECRET = b"correct-horse-battery-staple"
 

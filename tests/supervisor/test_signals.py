@@ -9,7 +9,8 @@ import subprocess
 import termios
 
 import pytest
-from supervisor_support import state, wait_for
+
+from .supervisor_support import state, wait_for
 
 FORWARDED = ["TERM", "HUP", "INT", "QUIT", "USR1", "USR2", "WINCH", "CONT", "ALRM", "TSTP", "TTIN", "TTOU"]
 
@@ -26,9 +27,10 @@ def test_each_signal_sent_twice_arrives_exactly_twice(procs, name: str) -> None:
     report.info()
     for count in (1, 2):
         send(driver.pid, name)
-        wait_for(lambda c=count: report.signals().count("SIG" + name) >= c, what=f"SIG{name} #{count}")
+        wait_for(lambda c=count: report.signals().count("SIG" + name) >= c, timeout=30,
+                 what=lambda c=count: f"SIG{name} #{c}; the child got {report.signals()}")
     send(driver.pid, sentinel)
-    assert driver.wait(timeout=10) == 0
+    assert driver.wait(timeout=30) == 0, driver.stderr.read()
     assert report.signals() == ["SIG" + name, "SIG" + name, "SIG" + sentinel]
 
 
@@ -103,3 +105,15 @@ def test_signals_after_exec_failure_setup_are_not_left_blocked_for_the_child(pro
                      stdin=subprocess.DEVNULL)
     assert done.returncode == 0
     assert done.stdout == b"SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+
+
+def test_int_and_quit_ignored_by_runwraps_caller_stay_ignored_in_the_child(procs) -> None:
+    # As `cmd &` in a non-interactive shell, or nohup (HUP), leaves them.
+    def ignore() -> None:
+        for signo in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+            signal.signal(signo, signal.SIG_IGN)
+
+    done = procs.run(["--no-mask"], ["sh", "-c", "grep -E '^SigIgn' /proc/self/status"], preexec_fn=ignore)
+    assert done.returncode == 0
+    ignored = int(done.stdout.split()[1], 16)
+    assert ignored == (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGQUIT - 1)) | (1 << (signal.SIGHUP - 1))

@@ -6,6 +6,7 @@ Typing, Ctrl-C, Ctrl-Z then `fg`, and resizing must behave as they do without ru
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -13,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from supervisor_support import DRIVER, PYTHON, running, wait_for
+
+from .supervisor_support import DRIVER, PYTHON, running, wait_for
 
 SECRET = b"correct-horse-battery-staple"
 
@@ -58,6 +60,8 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        socket = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", self.socket)
+        socket.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -152,10 +156,19 @@ def test_a_child_that_handles_ctrl_c_lets_the_script_go_on(tmux: Tmux, tmp_path:
 
 
 @pytest.mark.parametrize("ending", ["exit 4", "kill -INT $$", "kill -KILL $$", "sleep 60"])
-def test_the_terminal_modes_are_restored_however_the_child_ends(tmux: Tmux, ending: str) -> None:
+def test_the_terminal_modes_are_restored_however_the_child_ends(tmux: Tmux, tmp_path: Path, ending: str) -> None:
     timeout = "--timeout 0.5 " if ending.startswith("sleep") else ""
-    # In a non-interactive bash: an interactive one drops the rest of a line after a SIGINT death.
-    tmux.type(f"stty -g > before; bash -c \"rw --secret T=secret {timeout}-- sh -c '{ending}'; "
-              "echo status=\\$?\"; stty -g > after; cmp before after && echo same-modes")
+    # A script, not the interactive shell: that one drops the rest of a line after a SIGINT death.
+    (tmp_path / "end.sh").write_text(f"rw --secret T=secret {timeout}-- sh -c '{ending}'\necho status=$?\n")
+    tmux.type("stty -g > before; bash end.sh; stty -g > after; cmp before after && echo same-modes")
     screen = tmux.wait("\nsame-modes")
     assert re.search(r"\nstatus=(4|130|137|124)\n", screen)
+
+
+def test_pty_mode_with_stderr_redirected_keeps_it_apart_and_masked(tmux: Tmux, tmp_path: Path) -> None:
+    tmux.type("rw --secret T=secret -- $PY -c 'import os,sys; print(os.isatty(1), os.isatty(2), os.environ[\"T\"]);"
+              " print(\"err\", os.environ[\"T\"], file=sys.stderr)' 2> err.txt; echo done")
+    screen = tmux.wait("\ndone")
+    assert "True False ***" in screen
+    assert (tmp_path / "err.txt").read_bytes() == b"err ***\n"
+    assert SECRET.decode() not in screen
