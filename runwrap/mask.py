@@ -249,10 +249,11 @@ class Masker:
         if not data:
             return b""
         held = self._held
-        if held:
+        if held or not isinstance(data, (bytes, bytearray)):
             # Search the held tail and the new data as one buffer: the scratch buffer, reused so that
             # no feed allocates (fresh 64 KiB buffers cost page faults) and zeroed by wipe(). It may
-            # be longer than this step, so everything below is bounded by `size`.
+            # be longer than this step, so everything below is bounded by `size`. A memoryview
+            # (a slice of the caller's read buffer, say) is copied here too, having no find().
             size = held + len(data)
             if len(self._scratch) < size:
                 wipe_bytes(self._scratch)
@@ -261,7 +262,7 @@ class Masker:
             self._scratch[held:size] = data
             work: bytes | bytearray = self._scratch
         else:
-            work = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+            work = data
             size = len(work)
         if self._next_sample <= 0:
             if self._choose_anchors(work, size):
