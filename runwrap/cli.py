@@ -488,18 +488,24 @@ def profiles_list() -> None:
     _table(["NAME", "PATH", "DESCRIPTION"], rows, empty="no profiles found")
 
 
-@profiles_app.command("show")
-def profiles_show(name: str) -> None:
-    """What a profile asks for and what its child's environment will be."""
+def _find_profile(name: str) -> Any:
     import os
 
     from runwrap import profiles
-    from runwrap.environment import DEFAULT_INHERIT
 
     try:
-        prof = profiles.find(name, environ=os.environ, cwd=Path.cwd())
+        return profiles.find(name, environ=os.environ, cwd=Path.cwd())
     except RunwrapError as exc:
         raise _fail(exc) from None
+
+
+@profiles_app.command("show")
+def profiles_show(name: str) -> None:
+    """What a profile asks for and what its child's environment will be."""
+
+    from runwrap.environment import DEFAULT_INHERIT
+
+    prof = _find_profile(name)
     typer.echo(f"profile: {prof.name}\npath: {prof.path}")
     if prof.description:
         typer.echo(f"description: {prof.description}")
@@ -519,14 +525,9 @@ def profiles_show(name: str) -> None:
 @profiles_app.command("check")
 def profiles_check(name: str) -> None:
     """Validate a profile by name or file; exit 1 with FILE:LINE and the fix if it is wrong."""
-    import os
 
-    from runwrap import profiles
 
-    try:
-        prof = profiles.find(name, environ=os.environ, cwd=Path.cwd())
-    except RunwrapError as exc:
-        raise _fail(exc) from None
+    prof = _find_profile(name)
     typer.echo(f"ok: {prof.path} ({len(prof.credentials)} credential(s))")
 
 

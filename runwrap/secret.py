@@ -27,7 +27,8 @@ def wipe_bytes(data: bytes | bytearray | None) -> None:
     if data is None:
         return
     if isinstance(data, bytearray):
-        data[:] = bytes(len(data))
+        if data:  # memset in place: no zero buffer the size of the data is allocated
+            ctypes.memset((ctypes.c_char * len(data)).from_buffer(data), 0, len(data))
         return
     if isinstance(data, bytes) and len(data) > 1:
         ctypes.memset(id(data) + _BYTES_HEADER, 0, len(data))
@@ -64,7 +65,7 @@ class Secret:
         return bytes(self._buf)
 
     def wipe(self) -> None:
-        self._buf[:] = bytes(len(self._buf))
+        wipe_bytes(self._buf)
         self._buf.clear()
 
     def __len__(self) -> int:

@@ -56,6 +56,10 @@ class Provider:
             )
         self.option_values: dict[str, str] = given
         self.prompt = prompt
+        self.configure()
+
+    def configure(self) -> None:
+        """Read `self.option_values` and get ready; a subclass's setup goes here, not in __init__."""
 
     def lookup(self, query: Query) -> Item:
         """The item for `query`; raises `NotFound` or `ProviderError` (locked, tool missing, ambiguous)."""

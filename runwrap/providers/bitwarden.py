@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -94,13 +94,7 @@ class BitwardenProvider(Provider):
             return "the Bitwarden CLI `bw` is not on PATH: npm install -g @bitwarden/cli, then bw login"
         return None
 
-    def __init__(
-        self,
-        options: Mapping[str, str] | None = None,
-        *,
-        prompt: Callable[[str], str] | None = None,
-    ) -> None:
-        super().__init__(options, prompt=prompt)
+    def configure(self) -> None:
         mode = self.option_values.get("serve", "unix")
         if mode not in ("unix", "tcp", "off"):
             raise ProviderError(f"provider bitwarden: serve must be unix, tcp or off, not {mode!r}")
@@ -117,7 +111,7 @@ class BitwardenProvider(Provider):
         self._serve: _Serve | None = None
         self._closed = False
         try:
-            self._ensure_unlocked(prompt)
+            self._ensure_unlocked(self.prompt)
             if mode != "off":
                 self._serve = self._start_serve(mode)
         except BaseException:

@@ -23,7 +23,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
 
 from runwrap.credential import Item, Query
 from runwrap.errors import NotFound, ProviderError
@@ -44,13 +43,7 @@ class CommandProvider(Provider):
         "timeout": f"seconds a lookup may take (default {DEFAULT_TIMEOUT:g})",
     }
 
-    def __init__(
-        self,
-        options: Mapping[str, str] | None = None,
-        *,
-        prompt: Callable[[str], str] | None = None,
-    ) -> None:
-        super().__init__(options, prompt=prompt)
+    def configure(self) -> None:
         text = self.option_values.get("command", "").strip()
         if not text:
             raise ProviderError(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,7 @@ class KeePassProvider(Provider):
             return "pykeepass is not installed: pip install 'runwrap[keepass]'"
         return None
 
-    def __init__(
-        self,
-        options: Mapping[str, str] | None = None,
-        *,
-        prompt: Callable[[str], str] | None = None,
-    ) -> None:
-        super().__init__(options, prompt=prompt)
+    def configure(self) -> None:
         database = self.option_values.get("database")
         if not database:
             raise ProviderError("provider keepass needs --provider-option database=PATH.kdbx")
@@ -66,7 +60,7 @@ class KeePassProvider(Provider):
         if keyfile and not Path(keyfile).expanduser().is_file():
             raise ProviderError(f"provider keepass: no key file at {keyfile}")
         self._lock = threading.Lock()
-        password = self._password(prompt, has_keyfile=bool(keyfile))
+        password = self._password(self.prompt, has_keyfile=bool(keyfile))
         try:
             key_path = str(Path(keyfile).expanduser()) if keyfile else None
             self._kp: Any = _open(self.database, password, key_path)

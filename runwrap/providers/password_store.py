@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from runwrap.credential import Item, Query, normalize_domain
@@ -51,21 +51,15 @@ class PassProvider(Provider):
             return f"{' and '.join(missing)} not found on PATH: install pass and gnupg (apt-get install pass)"
         return None
 
-    def __init__(
-        self,
-        options: Mapping[str, str] | None = None,
-        *,
-        prompt: Callable[[str], str] | None = None,
-    ) -> None:
-        super().__init__(options, prompt=prompt)
+    def configure(self) -> None:
         store = self.option_values.get("store") or os.environ.get("PASSWORD_STORE_DIR") or "~/.password-store"
         self.store = Path(store).expanduser()
         if not self.store.is_dir():
             raise ProviderError(f"provider pass: no password store at {self.store} (set the store option)")
         self._pass = shutil.which("pass") or "pass"
         self._passphrase: Secret | None = None
-        if prompt is not None:
-            self._unlock(prompt)
+        if self.prompt is not None:
+            self._unlock(self.prompt)
 
     def _unlock(self, prompt: Callable[[str], str]) -> None:
         """Ask for the key's passphrase once, if reading the first entry shows it is needed."""
