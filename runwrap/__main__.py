@@ -35,8 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_app(args, debug=debug)
 
 
+_exec_path_ran = False
+
+
 def _exec(args: list[str], debug: bool) -> int:
+    global _exec_path_ran
     from runwrap import launch
+
+    _exec_path_ran = True
 
     try:
         if args and args[0] in ("-h", "--help"):
@@ -58,7 +64,17 @@ def _exec(args: list[str], debug: bool) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    status = main()
+    if _exec_path_ran:
+        # Nothing is left to clean up once the child has ended and runwrap's copies are wiped; skip
+        # the interpreter's teardown of ~190 modules (~9 ms on every `runwrap PROFILE -- cmd`).
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -192,14 +192,14 @@ def connections_list(output: Annotated[Output, typer.Option()] = Output.text) ->
         conns = Connections(_layout().connections)
     except RunwrapError as exc:
         raise _fail(exc) from None
-    rows = [{"name": c.name, "address": c.address, "fingerprint": fingerprint(c.public_bytes),
-             "paired_at": c.paired_at, "default": c.name == conns.default} for c in conns.by_name.values()]
+    listed = list(conns.by_name.values())
     if output == Output.json:
-        typer.echo(json.dumps(rows))
+        typer.echo(json.dumps([{"name": c.name, "address": c.address, "fingerprint": fingerprint(c.public_bytes),
+                                "paired_at": c.paired_at, "default": c.name == conns.default} for c in listed]))
         return
     _table(["NAME", "ADDRESS", "LISTENER KEY", "PAIRED"],
-           [[r["name"] + (" *" if r["default"] else ""), r["address"], r["fingerprint"], r["paired_at"]]
-            for r in rows], empty="no connections; pair with `runwrap pair CODE`")
+           [[c.name + (" *" if c.name == conns.default else ""), c.address, fingerprint(c.public_bytes),
+             c.paired_at] for c in listed], empty="no connections; pair with `runwrap pair CODE`")
 
 
 @connections_app.command("remove")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runwrap import framing, messages, noise_session, pairing
+from runwrap import framing, messages, noise_session
 from runwrap.credential import FIELDS, Credential, Query
 from runwrap.errors import (
     ConfigError,
@@ -205,6 +205,8 @@ def pair(code: str, address: str, name: str | None, lay: Layout) -> Connection:
     run bound to that handshake's hash, which proves both static keys -> names exchanged inside it.
     Nothing is written on this side unless every step verified (docs/protocol.md, "Pairing").
     """
+    from runwrap import pairing  # spake2 costs ~30 ms to import; only pairing needs it
+
     nameplate, code = pairing.parse_code(code)
     private = load_or_create_identity(lay.consumer_key)
     sock = open_socket(address)
@@ -289,20 +291,27 @@ def default_provenance(argv0: str | None = None, profile: str | None = None) -> 
             "profile": profile or "", "cwd": os.path.basename(os.getcwd())}
 
 
-def fetch_profile(channel: Channel, profile: Any, provenance: Mapping[str, Any]) -> dict[str, Secret]:
-    """Every variable a profile names, from one session; the listener is asked only for named fields."""
+def fetch_profile(channel: Channel, profile: Any, provenance: Mapping[str, Any], *,
+                  optional: bool = False) -> dict[str, Secret]:
+    """Every variable a profile names, from one session; the listener is asked only for named fields.
+
+    A field the item lacks is an error naming the profile's line, unless `optional` (`run --env-all`:
+    an item with no TOTP or notes simply sets no such variable). On any failure nothing is returned
+    and every value fetched so far is wiped.
+    """
     injected: dict[str, Secret] = {}
     try:
         for spec in profile.credentials:
-            wanted = sorted(set(spec.env.values()))
-            cred = channel.request(spec.query, wanted, provenance)
-            for var, field in spec.env.items():
-                if field not in cred:
-                    cred.wipe()
-                    raise RunwrapError(f"{profile.path}:{spec.line}: the item for {spec.query} has no "
-                                       f"{field} value; remove {var} or pick another field")
-                injected[var] = Secret(cred[field].buffer)
-            cred.wipe()
+            cred = channel.request(spec.query, sorted(set(spec.env.values())), provenance)
+            try:
+                for var, field in spec.env.items():
+                    if field in cred:
+                        injected[var] = Secret(cred[field].buffer)
+                    elif not optional:
+                        raise RunwrapError(f"{profile.path}:{spec.line}: the item for {spec.query} has no "
+                                           f"{field} value; remove {var} or pick another field")
+            finally:
+                cred.wipe()
     except BaseException:
         for value in injected.values():
             value.wipe()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
 
 FIELDS = ("username", "password", "totp", "uri", "notes", "domain", "credential_id")
@@ -49,20 +49,19 @@ def host_matches(item_host: str, query_domain: str) -> bool:
     return query_domain == item_host or query_domain.endswith("." + item_host)
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(FrozenRecord):
     """Exactly one of `domain` or `id` (a vault item id)."""
 
-    domain: str | None = None
-    id: str | None = None
+    __slots__ = ("domain", "id")
+    domain: str | None
+    id: str | None
 
-    def __post_init__(self) -> None:
-        if (self.domain is None) == (self.id is None):
+    def __init__(self, domain: str | None = None, id: str | None = None) -> None:
+        if (domain is None) == (id is None):
             raise ValueError("a query names exactly one of a domain or an id")
-        if self.domain is not None:
-            object.__setattr__(self, "domain", normalize_domain(self.domain))
-        if self.id is not None and not _ID.match(self.id):
-            raise ValueError(f"not a vault item id: {self.id!r}")
+        if id is not None and not _ID.match(id):
+            raise ValueError(f"not a vault item id: {id!r}")
+        self._init(domain=None if domain is None else normalize_domain(domain), id=id)
 
     def to_wire(self) -> dict[str, str]:
         return {"domain": self.domain} if self.domain is not None else {"id": str(self.id)}
@@ -80,17 +79,20 @@ class Query:
         return f"domain {self.domain}" if self.domain is not None else f"id {self.id}"
 
 
-@dataclass
-class Item:
+class Item(Record):
     """One vault item as a provider returns it. Secret-bearing fields are `Secret`s."""
 
-    credential_id: str
-    domain: str
-    username: str = ""
-    password: Secret = field(default_factory=Secret)
-    totp_secret: Secret | None = None  # the stored seed; only its current code leaves the listener
-    uri: str = ""
-    notes: Secret | None = None
+    __slots__ = ("credential_id", "domain", "notes", "password", "totp_secret", "uri", "username")
+
+    def __init__(self, credential_id: str, domain: str, username: str = "", password: Secret | None = None,
+                 totp_secret: Secret | None = None, uri: str = "", notes: Secret | None = None) -> None:
+        self.credential_id = credential_id
+        self.domain = domain
+        self.username = username
+        self.password = Secret() if password is None else password
+        self.totp_secret = totp_secret  # the stored seed; only its current code leaves the listener
+        self.uri = uri
+        self.notes = notes
 
     def wipe(self) -> None:
         for secret in (self.password, self.totp_secret, self.notes):

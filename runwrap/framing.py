@@ -8,12 +8,15 @@ an asyncio reader (the listener) live here so the rules are written once.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 import time
+from typing import TYPE_CHECKING
 
 from runwrap.errors import ConnectionFailed, HandshakeFailed, ProtocolError
+
+if TYPE_CHECKING:
+    import asyncio
 
 LENGTH = struct.Struct(">H")
 MAX_FRAME = 65535
@@ -54,7 +57,7 @@ def encode(payload: bytes, max_len: int = MAX_FRAME) -> bytes:
 
 
 def check_length(header: bytes, max_len: int) -> int:
-    (length,) = LENGTH.unpack(header)
+    length: int = LENGTH.unpack(header)[0]
     if length == 0 or length > max_len:
         raise ProtocolError(f"frame length {length} is outside 1..{max_len}")
     return length
@@ -117,6 +120,8 @@ async def read_frame(reader: asyncio.StreamReader, *, timeout: float | None, max
     no more time than one that sends nothing. `deadline` (time.monotonic()) bounds a whole handshake.
     """
 
+    import asyncio  # here, not at the top: the consumer's exec path never needs asyncio
+
     async def frame() -> bytes:
         length = check_length(await reader.readexactly(LENGTH.size), max_len)
         return await reader.readexactly(length)
@@ -132,6 +137,8 @@ async def read_frame(reader: asyncio.StreamReader, *, timeout: float | None, max
 
 
 async def read_preface(reader: asyncio.StreamReader, timeout: float, *, deadline: float | None = None) -> bytes:
+    import asyncio
+
     try:
         data = await asyncio.wait_for(reader.readexactly(PREFACE_LEN), _budget(timeout, deadline))
     except asyncio.IncompleteReadError:

@@ -11,39 +11,61 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from runwrap.errors import RunwrapError, UsageError
+from runwrap.record import Record
 
 USAGE = ("usage: runwrap PROFILE [--connection NAME] [--no-mask] [--timeout DUR] [--dry-run] -- CMD [ARG...]\n"
          "       see `runwrap --help`")
 
 
-@dataclass
-class ExecArgs:
-    profile: str
-    command: list[str]
-    connection: str | None = None
-    mask: bool | None = None
-    timeout: float | None = None
-    dry_run: bool = False
+class ExecArgs(Record):
+    """`runwrap PROFILE [flags] -- cmd` and `runwrap exec ...`."""
+
+    __slots__ = ("command", "connection", "dry_run", "mask", "profile", "timeout")
+
+    def __init__(self, profile: str, command: list[str], connection: str | None = None, mask: bool | None = None,
+                 timeout: float | None = None, dry_run: bool = False) -> None:
+        self.profile = profile
+        self.command = command
+        self.connection = connection
+        self.mask = mask
+        self.timeout = timeout
+        self.dry_run = dry_run
 
 
-@dataclass
-class RunArgs:
+class RunArgs(Record):
     """`runwrap run`, aac's spelling: one item, variables named on the command line."""
 
-    domain: str | None
-    id: str | None
-    env: list[str] = field(default_factory=list)
-    env_all: bool = False
-    prefix: str = "AAC_"
-    keep_env: list[str] = field(default_factory=list)
-    connection: str | None = None
-    mask: bool = True
-    timeout: float | None = None
-    command: list[str] = field(default_factory=list)
+    __slots__ = (
+        "command",
+        "connection",
+        "domain",
+        "env",
+        "env_all",
+        "id",
+        "keep_env",
+        "mask",
+        "prefix",
+        "timeout",
+    )
+
+    def __init__(self, domain: str | None, id: str | None, env: list[str] | None = None,
+                 env_all: bool = False, prefix: str = "AAC_", keep_env: list[str] | None = None,
+                 connection: str | None = None, mask: bool = True, timeout: float | None = None,
+                 command: list[str] | None = None) -> None:
+        self.domain = domain
+        self.id = id
+        self.env = [] if env is None else env
+        self.env_all = env_all
+        self.prefix = prefix
+        self.keep_env = [] if keep_env is None else keep_env
+        self.connection = connection
+        self.mask = mask
+        self.timeout = timeout
+        self.command = [] if command is None else command
 
 
 def parse_exec_args(argv: Sequence[str]) -> ExecArgs:
@@ -143,11 +165,13 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
     )
 
 
-@dataclass
 class _Synthetic:
-    credentials: tuple[object, ...]
-    path: Path = Path("<command line>")
-    name: str = ""
+    """The one-item "profile" of `runwrap run`."""
+
+    def __init__(self, credentials: tuple[object, ...]) -> None:
+        self.credentials = credentials
+        self.path = Path("<command line>")
+        self.name = ""
 
 
 def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping[str, str],
@@ -166,10 +190,7 @@ def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping
     try:
         channel = client.open()
         claim = provenance(command, profile_name)
-        if optional_fields:
-            injected = _fetch_present(channel, credentials, claim)
-        else:
-            injected = fetch_profile(channel, credentials, claim)
+        injected = fetch_profile(channel, credentials, claim, optional=optional_fields)
         env = environment.build(parent, inherit, set_, injected)
         lease = channel.hold(claim)
     except BaseException:
@@ -183,20 +204,6 @@ def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping
         wipe=list(injected.values()),
     )
     return supervisor.run(launch)
-
-
-def _fetch_present(channel: object, credentials: object, claim: Mapping[str, object]) -> dict[str, object]:
-    """For `--env-all`: every field the item has; absent ones (no TOTP, no notes) are simply not set."""
-    from runwrap.secret import Secret
-
-    injected: dict[str, Secret] = {}
-    for spec in credentials.credentials:  # type: ignore[attr-defined]
-        cred = channel.request(spec.query, sorted(set(spec.env.values())), claim)  # type: ignore[attr-defined]
-        for var, name in spec.env.items():
-            if name in cred:
-                injected[var] = Secret(cred[name].buffer)
-        cred.wipe()
-    return injected
 
 
 def _child_path(inherit: Sequence[str] | None, set_: Mapping[str, str], parent: Mapping[str, str]) -> str | None:
@@ -228,7 +235,7 @@ def _dry_run(profile: object, command: list[str], parent: Mapping[str, str]) -> 
     return 0
 
 
-def report(exc: RunwrapError, stream: object = None) -> None:
-    stream = stream or sys.stderr
-    stream.write(f"runwrap: {exc.message}\n")  # type: ignore[attr-defined]
-    stream.flush()  # type: ignore[attr-defined]
+def report(exc: RunwrapError, stream: TextIO | None = None) -> None:
+    out = stream or sys.stderr
+    out.write(f"runwrap: {exc.message}\n")
+    out.flush()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Iterable
+from typing import Any
 
 from runwrap.secret import Secret, wipe_bytes
 
@@ -232,7 +233,7 @@ class Masker:
         # The prefilter: (anchor byte, [(pattern, offset of the anchor in it)]) and the patterns
         # searched on their own. Until the first sample every pattern is searched on its own.
         # Each anchor is a list [byte, group] so that wipe() can overwrite the byte in place.
-        self._anchors: list[list] = []
+        self._anchors: list[list[Any]] = []
         self._find_alone: list[bytearray] = list(self._patterns)
 
     def __repr__(self) -> str:
@@ -337,7 +338,7 @@ class Masker:
         # Anchored patterns: visit each place the (rare) anchor byte occurs.
         budget = max(64, 4 * size // RARE_EVERY)
         startswith = work.startswith
-        common: list[list] = []
+        common: list[list[Any]] = []
         for anchor in self._anchors:
             byte, group = anchor
             found: list[tuple[int, int]] = []

@@ -13,11 +13,19 @@ of order) comes out of here as `ProtocolError`, so callers never see the library
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from noise.connection import Keypair, NoiseConnection
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from noise.backends.noise_backend import NoiseBackend
+from noise.noise_protocol import NoiseProtocol
 
 from runwrap.errors import ProtocolError
+
+try:  # hashlib's own module; `import hashlib` would also load OpenSSL's libcrypto (~5 ms, ~3.4 MB RSS)
+    from _blake2 import blake2s
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2s
 
 PROTOCOL_VERSION = 1
 IK = b"Noise_IK_25519_ChaChaPoly_BLAKE2s"
@@ -32,29 +40,128 @@ MAX_MESSAGE = 65535
 # peer rejects; the largest plaintext that fits a Noise message is 65,535 - 16.
 MAX_PLAINTEXT = MAX_MESSAGE - TAG_LEN
 
-_RAW = serialization.Encoding.Raw
+
+# ---- The primitives runwrap's two protocol names use, for noiseprotocol's state machine ----
+#
+# noiseprotocol's own backend (`noise.connection` imports it) loads every algorithm it knows — X448,
+# AES-GCM, SHA-2, BLAKE2b — and through them `cryptography`'s whole serialization package, which
+# costs ~35 ms at every start of `runwrap PROFILE -- cmd`. These four classes are the 25519,
+# ChaChaPoly and BLAKE2s functions of the Noise spec (§4) over the same `cryptography` primitives and
+# BLAKE2s; the handshake and transport logic stays noiseprotocol's (`NoiseProtocol`,
+# `HandshakeState`, `CipherState`). The cacophony vectors in tests/wire check the result.
+
+class _KeyPair25519:
+    def __init__(self, private: X25519PrivateKey | None, public: X25519PublicKey, public_bytes: bytes) -> None:
+        self.private = private
+        self.public = public
+        self.public_bytes = public_bytes
+
+    @classmethod
+    def from_private_bytes(cls, private_bytes: bytes) -> _KeyPair25519:
+        if len(private_bytes) != KEY_LEN:
+            raise ValueError("an X25519 private key is 32 bytes")
+        private = X25519PrivateKey.from_private_bytes(private_bytes)
+        public = private.public_key()
+        return cls(private, public, public.public_bytes_raw())
+
+    @classmethod
+    def from_public_bytes(cls, public_bytes: bytes) -> _KeyPair25519:
+        if len(public_bytes) != KEY_LEN:
+            raise ValueError("an X25519 public key is 32 bytes")
+        public = X25519PublicKey.from_public_bytes(public_bytes)
+        return cls(None, public, public.public_bytes_raw())
+
+
+class _DH25519:
+    klass = _KeyPair25519
+    dhlen = KEY_LEN
+
+    def generate_keypair(self) -> _KeyPair25519:
+        private = X25519PrivateKey.generate()
+        public = private.public_key()
+        return _KeyPair25519(private, public, public.public_bytes_raw())
+
+    def dh(self, private_key: X25519PrivateKey, public_key: X25519PublicKey) -> bytes:
+        # cryptography refuses an all-zero result, which is what a low-order point gives.
+        return private_key.exchange(public_key)
+
+
+class _ChaChaPoly:
+    def __init__(self) -> None:
+        self.cipher: ChaCha20Poly1305 | None = None
+
+    def initialize(self, key: bytes) -> None:
+        self.cipher = ChaCha20Poly1305(key)
+
+    @staticmethod
+    def _nonce(n: int) -> bytes:
+        return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")  # Noise §12.4: 32 zero bits, 64-bit LE
+
+    def encrypt(self, k: bytes, n: int, ad: bytes | None, plaintext: bytes) -> bytes:
+        assert self.cipher is not None
+        return self.cipher.encrypt(self._nonce(n), plaintext, ad)
+
+    def decrypt(self, k: bytes, n: int, ad: bytes | None, ciphertext: bytes) -> bytes:
+        assert self.cipher is not None
+        return self.cipher.decrypt(self._nonce(n), ciphertext, ad)
+
+    def rekey(self, k: bytes) -> bytes:
+        return self.encrypt(k, 2**64 - 1, b"", bytes(32))[:32]
+
+
+class _BLAKE2s:
+    fn = blake2s
+    hashlen = 32
+    blocklen = 64
+
+    def hash(self, data: bytes) -> bytes:
+        return blake2s(data).digest()
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def _hmac(key: bytes, data: bytes, algorithm: Any = None) -> bytes:
+    """HMAC-BLAKE2s (RFC 2104 with a 64-byte block), as Noise §4.3 defines HMAC-HASH."""
+    if len(key) > _BLAKE2s.blocklen:
+        key = blake2s(key).digest()
+    key = key.ljust(_BLAKE2s.blocklen, b"\0")
+    inner = blake2s(key.translate(_IPAD))
+    inner.update(data)
+    outer = blake2s(key.translate(_OPAD))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def _backend() -> Any:
+    backend = NoiseBackend()
+    backend.diffie_hellmans = {"25519": _DH25519}
+    backend.ciphers = {"ChaChaPoly": _ChaChaPoly}
+    backend.hashes = {"BLAKE2s": _BLAKE2s}
+    backend.keypairs = {"25519": _KeyPair25519}
+    backend.hmac = _hmac
+    return backend
+
+
+_BACKEND = _backend()
 
 
 def generate_keypair() -> tuple[bytes, bytes]:
     """A fresh X25519 key pair as (private, public) raw bytes."""
     private = X25519PrivateKey.generate()
-    return (
-        private.private_bytes(_RAW, serialization.PrivateFormat.Raw, serialization.NoEncryption()),
-        private.public_key().public_bytes(_RAW, serialization.PublicFormat.Raw),
-    )
+    return private.private_bytes_raw(), private.public_key().public_bytes_raw()
 
 
 def public_key(private: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
-        _RAW, serialization.PublicFormat.Raw
-    )
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
 
 
 class Session:
     """A finished handshake: encrypts and decrypts transport messages in order."""
 
-    def __init__(self, conn: NoiseConnection, handshake_hash: bytes, remote_static: bytes | None) -> None:
-        self._conn = conn
+    def __init__(self, protocol: Any, handshake_hash: bytes, remote_static: bytes | None) -> None:
+        self._protocol = protocol
         self.handshake_hash = handshake_hash
         self.remote_static = remote_static
 
@@ -64,7 +171,7 @@ class Session:
         if len(plaintext) > MAX_PLAINTEXT:
             raise ProtocolError(f"message too large to send ({len(plaintext)} > {MAX_PLAINTEXT} bytes)")
         try:
-            return bytes(self._conn.encrypt(bytes(plaintext)))
+            return bytes(self._protocol.cipher_state_encrypt.encrypt_with_ad(None, bytes(plaintext)))
         except Exception as exc:  # the library's errors never leave this module
             raise ProtocolError(f"cannot encrypt: {type(exc).__name__}") from None
 
@@ -72,7 +179,8 @@ class Session:
         if len(message) < TAG_LEN or len(message) > MAX_MESSAGE:
             raise ProtocolError("malformed message from the other side")
         try:
-            return self._conn.decrypt(bytes(message))
+            plaintext: bytes = self._protocol.cipher_state_decrypt.decrypt_with_ad(None, bytes(message))
+            return plaintext
         except Exception:
             raise ProtocolError("a message failed authentication; the session was closed") from None
 
@@ -92,47 +200,60 @@ class Handshake:
         ephemeral_private: bytes | None = None,  # only for test vectors
     ) -> None:
         try:
-            conn = NoiseConnection.from_name(pattern)
-            conn.set_as_initiator() if initiator else conn.set_as_responder()
-            conn.set_prologue(prologue)
+            protocol = NoiseProtocol(protocol_name=pattern, backend=_BACKEND)
+            protocol.initiator = initiator
+            protocol.prologue = prologue
+            keys = protocol.keypairs
             if static_private is not None:
-                conn.set_keypair_from_private_bytes(Keypair.STATIC, static_private)
+                keys["s"] = _KeyPair25519.from_private_bytes(static_private)
             if remote_static is not None:
-                conn.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, remote_static)
+                keys["rs"] = _KeyPair25519.from_public_bytes(remote_static)
             if psk is not None:
-                conn.set_psks(psk)
+                protocol.psks = [psk]
             if ephemeral_private is not None:
-                conn.set_keypair_from_private_bytes(Keypair.EPHEMERAL, ephemeral_private)
-            conn.start_handshake()
+                keys["e"] = _KeyPair25519.from_private_bytes(ephemeral_private)
+            protocol.validate()
+            protocol.initialise_handshake_state()
         except Exception as exc:  # a key of the wrong length, an unknown name
             raise ProtocolError(f"cannot start the handshake: {type(exc).__name__}") from None
-        self._conn = conn
+        self._protocol = protocol
+        self._writes_next = initiator  # the patterns alternate, initiator first
+        self._finished = False
         self._remote_static: bytes | None = remote_static
 
     @property
     def finished(self) -> bool:
-        return bool(self._conn.handshake_finished)
+        return self._finished
 
     def write(self, payload: bytes = b"") -> bytes:
         if len(payload) > MAX_PLAINTEXT - 2 * KEY_LEN - 2 * TAG_LEN:
             raise ProtocolError("handshake payload too large")
+        if self._finished or not self._writes_next:
+            raise ProtocolError("handshake message written out of turn")
+        self._writes_next = False
+        message = bytearray()
         try:
-            return bytes(self._conn.write_message(payload))
+            self._finished = bool(self._protocol.handshake_state.write_message(payload, message))
         except Exception:
             raise ProtocolError("handshake failed while writing") from None
+        return bytes(message)
 
     def read(self, message: bytes) -> bytes:
         if len(message) > MAX_MESSAGE:
             raise ProtocolError("handshake message too large")
+        if self._finished or self._writes_next:
+            raise ProtocolError("handshake message read out of turn")
+        self._writes_next = True
+        state = self._protocol.handshake_state
+        payload = bytearray()
         try:
-            payload = bytes(self._conn.read_message(bytes(message)))
+            self._finished = bool(state.read_message(bytes(message), payload))
         except Exception:
             raise ProtocolError("handshake failed: the other side's message did not verify") from None
-        state = getattr(self._conn.noise_protocol, "handshake_state", None)
         rs = getattr(state, "rs", None)
         if rs is not None and getattr(rs, "public_bytes", None):
             self._remote_static = bytes(rs.public_bytes)
-        return payload
+        return bytes(payload)
 
     @property
     def remote_static(self) -> bytes | None:
@@ -144,12 +265,12 @@ class Handshake:
         """h at the end of the handshake: unique to this run, computable only by its two parties."""
         if not self.finished:
             raise ProtocolError("handshake not finished")
-        return bytes(self._conn.get_handshake_hash())
+        return bytes(self._protocol.handshake_hash)
 
     def session(self) -> Session:
         if not self.finished:
             raise ProtocolError("handshake not finished")
-        return Session(self._conn, bytes(self._conn.get_handshake_hash()), self._remote_static)
+        return Session(self._protocol, bytes(self._protocol.handshake_hash), self._remote_static)
 
 
 def initiator_ik(static_private: bytes, listener_public: bytes) -> Handshake:

@@ -10,19 +10,23 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from runwrap.errors import ConfigError
+from runwrap.record import FrozenRecord
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(FrozenRecord):
+    """Where runwrap's files go: keys and lists (config), the audit log (state), the socket (runtime)."""
+
+    __slots__ = ("config", "runtime", "state")
     config: Path
     state: Path
     runtime: Path
+
+    def __init__(self, config: Path, state: Path, runtime: Path) -> None:
+        self._init(config=config, state=state, runtime=runtime)
 
     @property
     def listener_key(self) -> Path:
@@ -65,6 +69,8 @@ def layout(environ: Mapping[str, str] | None = None) -> Layout:
     if runtime_base:
         runtime = Path(runtime_base) / "runwrap"
     else:
+        import tempfile  # here: it pulls in shutil, random and compressors; the exec path rarely needs it
+
         runtime = Path(tempfile.gettempdir()) / f"runwrap-{os.getuid()}"
     return Layout(config, state, runtime)
 
@@ -88,6 +94,8 @@ def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
     A reader sees the old file or the new one, never a part. With `exclusive`, an existing file is
     left alone and False comes back (two processes creating the same key: the first one wins).
     """
+    import tempfile
+
     private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates 0600
     try:

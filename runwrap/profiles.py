@@ -20,28 +20,43 @@ import os
 import stat
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from runwrap.credential import Query
 from runwrap.environment import quote_name
 from runwrap.errors import ProfileError
+from runwrap.record import FrozenRecord
 
 SUFFIXES = (".yaml", ".yml")
 MAX_PROFILE_BYTES = 1024 * 1024
 _SETTLE_NS = 2_000_000_000  # a file is cached only once its last change is this old
 
 
-@dataclass(frozen=True)
-class CredentialSpec:
+class CredentialSpec(FrozenRecord):
+    __slots__ = ("env", "line", "query")
     query: Query
-    env: Mapping[str, str]  # VAR -> field name (one of FIELDS)
-    line: int  # 1-based line in the file
+    env: Mapping[str, str]
+    line: int
+
+    def __init__(self, query: Query, env: Mapping[str, str], line: int) -> None:
+        # env: VAR -> field name (one of FIELDS); line: 1-based line in the file
+        self._init(query=query, env=env, line=line)
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(FrozenRecord):
+    __slots__ = (
+        "connection",
+        "credentials",
+        "description",
+        "inherit",
+        "kill_grace",
+        "mask",
+        "name",
+        "path",
+        "set",
+        "timeout",
+    )
     name: str
     path: Path
     description: str
@@ -52,6 +67,12 @@ class Profile:
     mask: bool
     timeout: float | None
     kill_grace: float | None
+
+    def __init__(self, *, name: str, path: Path, description: str, connection: str | None,
+                 credentials: tuple[CredentialSpec, ...], inherit: tuple[str, ...] | None, set: Mapping[str, str],
+                 mask: bool, timeout: float | None, kill_grace: float | None) -> None:
+        self._init(name=name, path=path, description=description, connection=connection, credentials=credentials,
+                   inherit=inherit, set=set, mask=mask, timeout=timeout, kill_grace=kill_grace)
 
 
 # --- finding a profile -------------------------------------------------------------------------
@@ -210,11 +231,13 @@ _code_stamp: list[int] = []
 def _stamp() -> list[int]:
     """This module's own version: an upgrade or an edit of the checks above retires every entry."""
     if not _code_stamp:
-        try:
-            info = os.stat(__file__)
-            _code_stamp.extend([_CACHE_FORMAT, info.st_mtime_ns, info.st_size])
-        except OSError:
-            _code_stamp.extend([_CACHE_FORMAT, 0, 0])
+        _code_stamp.append(_CACHE_FORMAT)
+        for source in (__file__, os.path.join(os.path.dirname(__file__), "profile_yaml.py")):
+            try:
+                info = os.stat(source)
+                _code_stamp.extend([info.st_mtime_ns, info.st_size])
+            except OSError:
+                _code_stamp.extend([0, 0])
     return _code_stamp
 
 

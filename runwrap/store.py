@@ -7,20 +7,21 @@ A key on disk is the raw X25519 private key, hex-encoded, created once and never
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runwrap import noise_session
 from runwrap.errors import ConfigError
 from runwrap.paths import Layout, read_private, write_private
+from runwrap.record import Record
 
 
 def fingerprint(public_key: bytes) -> str:
     """A short, readable fingerprint of a public key (SHA-256, first 16 bytes, grouped)."""
+    import hashlib
+
     digest = hashlib.sha256(public_key).hexdigest()[:32]
     return ":".join(digest[i : i + 4] for i in range(0, 32, 4))
 
@@ -55,13 +56,16 @@ def _load_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-@dataclass
-class Peer:
-    name: str
-    public: str  # hex
-    scope: list[str] = field(default_factory=lambda: ["*"])
-    paired_at: str = ""
-    revoked: bool = False
+class Peer(Record):
+    __slots__ = ("name", "paired_at", "public", "revoked", "scope")
+
+    def __init__(self, name: str, public: str, scope: list[str] | None = None, paired_at: str = "",
+                 revoked: bool = False) -> None:
+        self.name = name
+        self.public = public  # hex
+        self.scope = ["*"] if scope is None else scope
+        self.paired_at = paired_at
+        self.revoked = revoked
 
     @property
     def public_bytes(self) -> bytes:
@@ -81,7 +85,7 @@ class Peers:
             raise ConfigError(f"{path} has an entry runwrap does not understand; fix or remove it") from None
 
     def save(self) -> None:
-        doc = {"peers": {name: {k: v for k, v in asdict(p).items() if k != "name"}
+        doc = {"peers": {name: {k: v for k, v in p.as_dict().items() if k != "name"}
                          for name, p in sorted(self.by_name.items())}}
         write_private(self.path, json.dumps(doc, indent=2).encode() + b"\n")
 
@@ -99,12 +103,14 @@ class Peers:
         return peer
 
 
-@dataclass
-class Connection:
-    name: str
-    address: str  # unix:/path or tcp:host:port
-    public: str  # the listener's static key, hex, pinned at pairing
-    paired_at: str = ""
+class Connection(Record):
+    __slots__ = ("address", "name", "paired_at", "public")
+
+    def __init__(self, name: str, address: str, public: str, paired_at: str = "") -> None:
+        self.name = name
+        self.address = address  # unix:/path or tcp:host:port
+        self.public = public  # the listener's static key, hex, pinned at pairing
+        self.paired_at = paired_at
 
     @property
     def public_bytes(self) -> bytes:
@@ -125,7 +131,7 @@ class Connections:
             raise ConfigError(f"{path} has an entry runwrap does not understand; fix or remove it") from None
 
     def save(self) -> None:
-        doc: dict[str, Any] = {"connections": {name: {k: v for k, v in asdict(c).items() if k != "name"}
+        doc: dict[str, Any] = {"connections": {name: {k: v for k, v in c.as_dict().items() if k != "name"}
                                                for name, c in sorted(self.by_name.items())}}
         if self.default:
             doc["default"] = self.default

@@ -29,7 +29,6 @@ import struct
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import NoReturn, Protocol
 
 from runwrap import hardening, ptyio
@@ -41,6 +40,7 @@ from runwrap.errors import (
     LeaseRevoked,
     RunwrapError,
 )
+from runwrap.record import Record
 from runwrap.secret import Secret
 
 # What SPEC says reaches the child, plus the job-control stops.
@@ -68,16 +68,22 @@ class Lease(Protocol):
     def end(self, exit_status: int, duration_ms: int) -> None: ...
 
 
-@dataclass
-class Launch:
-    argv: list[str]  # argv[0] already resolved by resolve_command
-    env: dict[str, str | Secret]  # the child's exact environment
-    mask_values: list[Secret] = field(default_factory=list)
-    mask: bool = True
-    timeout: float | None = None
-    kill_grace: float = 5.0
-    lease: Lease | None = None
-    wipe: list[Secret] = field(default_factory=list)  # zeroed when the child ends
+class Launch(Record):
+    """What to run and how: the one argument of `run`."""
+
+    __slots__ = ("argv", "env", "kill_grace", "lease", "mask", "mask_values", "timeout", "wipe")
+
+    def __init__(self, argv: list[str], env: dict[str, str | Secret], mask_values: list[Secret] | None = None,
+                 mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
+                 lease: Lease | None = None, wipe: list[Secret] | None = None) -> None:
+        self.argv = argv  # argv[0] already resolved by resolve_command
+        self.env = env  # the child's exact environment
+        self.mask_values = [] if mask_values is None else mask_values
+        self.mask = mask
+        self.timeout = timeout
+        self.kill_grace = kill_grace
+        self.lease = lease
+        self.wipe = [] if wipe is None else wipe  # zeroed when the child ends
 
 
 # ---- resolving the command, before forking ----
@@ -212,14 +218,14 @@ class SignalFd:
 
 # ---- the child side of the fork ----
 
-@dataclass
 class _Plan:
     """How the child's stdio and process group are set up."""
 
-    stdio: dict[int, int] = field(default_factory=dict)  # child fd -> fd to dup2 onto it
-    own_group: bool = False
-    pty_slave: int | None = None
-    ignored: tuple[int, ...] = ()
+    def __init__(self, ignored: tuple[int, ...] = ()) -> None:
+        self.stdio: dict[int, int] = {}  # child fd -> fd to dup2 onto it
+        self.own_group = False
+        self.pty_slave: int | None = None
+        self.ignored = ignored
 
 
 def _exec_child(launch: Launch, plan: _Plan, report: int) -> NoReturn:

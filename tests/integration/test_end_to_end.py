@@ -136,7 +136,10 @@ def test_run_uses_aac_flags(listener, tmp_path, python):
 
 BAD_PROFILES = {
     "yaml_error": ("credentials:\n  - domain: github.com\n    env: [unclosed\n", "bad.yaml:4: invalid YAML"),
-    "unknown_field": ("credentials:\n  - domain: github.com\n    env:\n      T: pasword\n", 'bad.yaml:4: unknown field "pasword"'),
+    "unknown_field": (
+        "credentials:\n  - domain: github.com\n    env:\n      T: pasword\n",
+        'bad.yaml:4: unknown field "pasword"',
+    ),
 }
 
 

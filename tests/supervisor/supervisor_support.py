@@ -59,6 +59,16 @@ def state(pid: int) -> str | None:
     return line[line.rindex(b")") + 2:].split()[0].decode()
 
 
+def pending(pid: int, signo: int) -> bool:
+    """Whether `signo` is pending for the process (its ShdPnd or SigPnd mask in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            masks = [int(line.split()[1], 16) for line in f if line.startswith(("ShdPnd:", "SigPnd:"))]
+    except OSError:
+        return False
+    return any(mask >> (signo - 1) & 1 for mask in masks)
+
+
 class Report:
     """What the reporter child wrote: its first JSON line, then `signal NAME` lines."""
 

@@ -10,7 +10,7 @@ import termios
 
 import pytest
 
-from .supervisor_support import state, wait_for
+from .supervisor_support import pending, state, wait_for
 
 FORWARDED = ["TERM", "HUP", "INT", "QUIT", "USR1", "USR2", "WINCH", "CONT", "ALRM", "TSTP", "TTIN", "TTOU"]
 
@@ -64,6 +64,8 @@ def test_with_a_terminal_stdin_the_child_shares_runwraps_group_and_ctrl_c_arrive
         assert info["isatty"][0] is True
         os.write(master, b"\x03")  # the terminal sends SIGINT to its foreground group: both
         wait_for(lambda: "SIGINT" in report.signals(), what="the terminal's SIGINT")
+        # A signal still pending at runwrap would swallow a second one (standard signals do not queue).
+        wait_for(lambda: not pending(driver.pid, signal.SIGINT), what="runwrap to take the terminal's SIGINT")
         send(driver.pid, "INT")  # kill() from elsewhere reaches only runwrap: forwarded
         wait_for(lambda: report.signals().count("SIGINT") >= 2, what="the forwarded SIGINT")
         send(driver.pid, "USR2")

@@ -303,7 +303,7 @@ def test_a_wrong_static_in_the_confirmation_cannot_pair(fresh: RunningListener) 
             listener_key = handshake.read(read_frame(sock)[1:])
             confirm = noise_session.initiator_confirm(noise_session.generate_keypair()[0], listener_key,
                                                       handshake.handshake_hash)
-            confirm._conn.noise_protocol.handshake_state.s.public_bytes = bytes(32)  # claim the zero point
+            confirm._protocol.handshake_state.s.public_bytes = bytes(32)  # claim the zero point
             sock.sendall(frame(confirm.write()))
             assert sock.recv(1) == b""
     assert _right_code_after(fresh, low_order)["reason"] == "the consumer did not prove its key; the invite is burned"

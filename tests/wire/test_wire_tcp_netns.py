@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,7 +82,7 @@ def test_tcp_across_namespaces_survives_a_cut_link(namespaces: None, tmp_path: P
     busy = tmp_path / "busy"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWRAP_")}
     env["RUNWRAP_HOME"] = str(listener_home)
-    log = open(tmp_path / "listener.out", "wb")  # noqa: SIM115 - closed in finally
+    log = open(tmp_path / "listener.out", "wb")  # closed in finally
     listener = subprocess.Popen(
         ["ip", "netns", "exec", NS_LISTENER, RUNWRAP, "listen", "--provider", "command",
          "--provider-option", f"command={sys.executable} {provider} {busy}", "--provider-option", "timeout=60",
@@ -121,6 +122,10 @@ def test_tcp_across_namespaces_survives_a_cut_link(namespaces: None, tmp_path: P
         again = in_ns(NS_CONSUMER, consumer_home, "connect", "--domain", "fast.example", "--output", "json")
         assert json.loads(again.stdout)["success"] is True, again.stderr
     finally:
-        os.killpg(listener.pid, 15)
-        listener.wait(15)
+        os.killpg(listener.pid, signal.SIGTERM)
+        try:
+            listener.wait(30)  # it may first finish the slow lookup it is running
+        except subprocess.TimeoutExpired:
+            os.killpg(listener.pid, signal.SIGKILL)
+            listener.wait(10)
         log.close()

@@ -166,7 +166,7 @@ def ik_message1(listener_key: bytes, static_private: bytes | None = None, *, pay
     private = static_private or noise_session.generate_keypair()[0]
     handshake = noise_session.initiator_ik(private, listener_key)
     if claimed_static is not None:
-        handshake._conn.noise_protocol.handshake_state.s.public_bytes = claimed_static
+        handshake._protocol.handshake_state.s.public_bytes = claimed_static
     return handshake, handshake.write(payload)
 
 
