@@ -30,6 +30,19 @@ def parse_duration(text: str | int | float) -> float:
     return total
 
 
+def format_duration(seconds: float) -> str:
+    """`seconds` the way a user would write it: `1h`, `2m`, `90s`, `1.5s`, `500ms`."""
+    if seconds >= 60 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:g}s"
+
+
 def parse_rate(text: str) -> tuple[int, float]:
     """`N/PERIOD` (e.g. `60/1m`, `10/s`) as (count, seconds)."""
     count, sep, period = text.partition("/")

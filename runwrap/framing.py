@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 LENGTH = struct.Struct(">H")
 MAX_FRAME = 65535
 MAX_HANDSHAKE_FRAME = 1024  # pairing and IK handshake messages are far smaller (at most ~100 bytes)
+HANDSHAKE_TIMEOUT = 5.0  # the listener's one deadline from accept to the end of a handshake (pairing: 3x)
 
 # The first bytes of every connection: magic, protocol version, mode.
 MAGIC = b"RWP"

@@ -6,7 +6,7 @@ the same uid, so an agent running as the same user cannot read the secrets runwr
 `RLIMIT_CORE` 0 means a crash writes no core file with them in it.
 
 Both settings are runwrap's, not the child's: the kernel makes the child dumpable again when it
-execs, and the supervisor gives the child back the core limit runwrap was started with
+execs, and the forked child (`child`) restores the core limit runwrap was started with
 (`original_core_limit`), so the command runs as it would without runwrap.
 """
 

@@ -181,10 +181,11 @@ def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping
     from runwrap import environment, supervisor
     from runwrap.api import Client
     from runwrap.client import fetch_profile
+    from runwrap.command import resolve_command
     from runwrap.secret import Secret
 
     child_path = _child_path(inherit, set_, parent)
-    resolved = supervisor.resolve_command(command[0], child_path)
+    resolved = resolve_command(command[0], child_path)
     client = Client(connection)
     injected: dict[str, Secret] = {}
     try:
@@ -222,10 +223,10 @@ def _child_path(inherit: Sequence[str] | None, set_: Mapping[str, str], parent: 
 
 def _dry_run(profile: object, command: list[str], parent: Mapping[str, str]) -> int:
     """Show what would happen, asking the listener for nothing."""
-    from runwrap import supervisor
+    from runwrap.command import resolve_command
 
     child_path = _child_path(profile.inherit, profile.set, parent)  # type: ignore[attr-defined]
-    resolved = supervisor.resolve_command(command[0], child_path)
+    resolved = resolve_command(command[0], child_path)
     out = sys.stdout
     out.write(f"profile: {profile.name} ({profile.path})\n")  # type: ignore[attr-defined]
     for spec in profile.credentials:  # type: ignore[attr-defined]

@@ -4,44 +4,35 @@ The child runs as if started directly: its exit status is runwrap's (a death by 
 runwrap die by N), every signal sent to runwrap reaches it once, a terminal keeps working, and no
 process it started outlives it. How:
 
-- The command is resolved on the child's PATH before forking (as execvp would) and started with
-  fork + execve; an exec failure comes back through a close-on-exec pipe with its errno, as in
-  ptyprocess. Only the forked child turns `Secret` values into `NAME=value` bytes.
+- The command is resolved before forking (`command`) and started with fork + execve; the forked
+  child (`child`) is the only place `Secret` values become `NAME=value` bytes, and an exec
+  failure comes back to `run` with its errno.
 - runwrap is a child subreaper (tini), blocks the signals it forwards plus SIGCHLD and reads them
-  from a signalfd in one poll loop, together with the child's output, stdin (pty mode), the lease
-  and the nearest deadline. Every SIGCHLD reaps with waitpid(-1, WNOHANG), orphans included.
-- Output goes through a `Masker` per stream: pipes when runwrap's stdout is not a terminal, a pty
-  (see `ptyio`) when it is, or runwrap's own stdio when masking is off.
-- When the child ends: wipe, flush, report the lease's end, then TERM every remaining descendant
-  (found by walking /proc), KILL them after the grace period, reap them all.
+  from a signalfd (`signals`) in one poll loop, together with the child's output, stdin (pty
+  mode), the lease and the nearest deadline. Every SIGCHLD reaps with waitpid(-1, WNOHANG),
+  orphans included.
+- Output goes through a `Masker` per stream (`streams`): pipes when runwrap's stdout is not a
+  terminal, a pty (see `ptyio`) when it is, or runwrap's own stdio when masking is off.
+- When the child ends: wipe, flush, report the lease's end, then end every remaining descendant
+  (`reaper`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
-import resource
 import select
 import signal
-import stat
-import struct
-import sys
 import time
-from collections.abc import Iterator
-from typing import NoReturn, Protocol
+from typing import Protocol
 
-from runwrap import hardening, ptyio
-from runwrap.environment import to_exec_env
-from runwrap.errors import (
-    EXIT_TIMEOUT,
-    CannotExecute,
-    CommandNotFound,
-    LeaseRevoked,
-    RunwrapError,
-)
+from runwrap import hardening, ptyio, reaper
+from runwrap.child import Plan, check_env, exec_child, exec_error
+from runwrap.durations import format_duration
+from runwrap.errors import EXIT_TIMEOUT, LeaseRevoked
 from runwrap.record import Record
 from runwrap.secret import Secret
+from runwrap.signals import PR_SET_CHILD_SUBREAPER, SignalFd, die_by, kill, killpg
+from runwrap.streams import Stream, say
 
 # What SPEC says reaches the child, plus the job-control stops.
 FORWARDED = (
@@ -53,11 +44,6 @@ KEYBOARD = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)  # what a terminal's 
 SI_KERNEL = 0x80  # ssi_code of a signal the kernel sent (a terminal key, a resize), not kill()
 REVOKE_GRACE = 1.0
 STOP_CHECK = 0.1  # how long a child gets to handle SIGTSTP before pty mode stops it
-STUCK_AFTER_KILL = 30.0  # give up on processes that survive SIGKILL this long (D state)
-READ_SIZE = 65536
-WRITE_CHUNK = select.PIPE_BUF  # a write this small never blocks once poll says POLLOUT
-MAX_PENDING = 1 << 18  # stop reading a stream while this much output waits for its reader
-MAX_ARG_STRLEN = 131072  # the kernel's limit for one NAME=value string
 
 
 class Lease(Protocol):
@@ -76,7 +62,7 @@ class Launch(Record):
     def __init__(self, argv: list[str], env: dict[str, str | Secret], mask_values: list[Secret] | None = None,
                  mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
                  lease: Lease | None = None, wipe: list[Secret] | None = None) -> None:
-        self.argv = argv  # argv[0] already resolved by resolve_command
+        self.argv = argv  # argv[0] already resolved by command.resolve_command
         self.env = env  # the child's exact environment
         self.mask_values = [] if mask_values is None else mask_values
         self.mask = mask
@@ -86,330 +72,11 @@ class Launch(Record):
         self.wipe = [] if wipe is None else wipe  # zeroed when the child ends
 
 
-# ---- resolving the command, before forking ----
-
-def resolve_command(cmd: str, path: str | None) -> str:
-    """The file execvp would run for `cmd` on the child's PATH; 127/126 errors as a shell gives them."""
-    if not cmd:
-        raise CommandNotFound(": command not found")
-    if "/" in cmd:
-        candidates = [cmd]
-    else:
-        search = path if path is not None else (os.confstr("CS_PATH") or os.defpath)
-        candidates = [os.path.join(folder or ".", cmd) for folder in search.split(":")]
-    refused: str | None = None
-    for candidate in candidates:
-        try:
-            info = os.stat(candidate)
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.ELOOP) or ("/" in cmd and exc.errno != errno.ENOENT):
-                refused = refused or f"{candidate}: {os.strerror(exc.errno or 0)}"
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            refused = refused or f"{candidate}: Is a directory"
-        elif not stat.S_ISREG(info.st_mode) or not os.access(candidate, os.X_OK):
-            refused = refused or f"{candidate}: Permission denied"
-        else:
-            _refuse_shebang_loop(candidate)
-            return candidate
-    if refused:
-        raise CannotExecute(refused)
-    raise CommandNotFound(f"{cmd}: command not found")
-
-
-def _refuse_shebang_loop(path: str) -> None:
-    """Refuse a script whose `#!` line would make runwrap run this same script again, forever.
-
-    `#!/usr/bin/env -S runwrap deploy -- bash` runs bash on the script; `#!/usr/bin/env -S runwrap
-    deploy --` runs the script itself under runwrap, which reads the same line again.
-    """
-    try:
-        with open(path, "rb") as script:
-            head = script.read(512)
-    except OSError:
-        return
-    if not head.startswith(b"#!"):
-        return
-    words = head[2:].split(b"\n", 1)[0].split()
-    if words and os.path.basename(words[0]) == b"env":
-        words = _env_operands(words[1:])
-    if not words or os.path.basename(words[0]) != b"runwrap":
-        return
-    rest = words[1:]
-    command = rest[rest.index(b"--") + 1:] if b"--" in rest else []
-    if not command:
-        raise CannotExecute(f"refusing to run {path}: its shebang runs runwrap on itself")
-
-
-def _env_operands(args: list[bytes]) -> list[bytes]:
-    """What env(1) runs: its arguments after options (`-S`, `-i`, `-u NAME`) and NAME=value pairs."""
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if word in (b"-u", b"-C", b"--unset", b"--chdir"):
-            i += 2
-        elif word.startswith(b"-S") and len(word) > 2:
-            return [word[2:], *args[i + 1:]]
-        elif word.startswith(b"-") or b"=" in word:
-            i += 1
-        else:
-            break
-    return args[i:]
-
-
-def _check_env(env: dict[str, str | Secret]) -> None:
-    """Refuse what execve cannot carry, before the child starts (without copying secret values)."""
-    for name, value in env.items():
-        if not name or "=" in name or "\0" in name:
-            raise RunwrapError(f"cannot pass the variable {name!r}: a name must be non-empty, "
-                               "without '=' or NUL")
-        size = len(value) if isinstance(value, Secret) else len(os.fsencode(value))
-        has_nul = 0 in value.buffer if isinstance(value, Secret) else "\0" in value
-        if has_nul:
-            raise RunwrapError(f"the value of {name} contains a NUL byte, which no environment can carry")
-        if len(os.fsencode(name)) + 2 + size > MAX_ARG_STRLEN:
-            raise RunwrapError(f"the value of {name} is {size} bytes; one environment entry can "
-                               f"hold at most {MAX_ARG_STRLEN - 2 - len(name)}")
-
-
-# ---- signalfd and prctl, through ctypes ----
-
-PR_SET_CHILD_SUBREAPER = 36
-SFD_CLOEXEC = os.O_CLOEXEC
-SFD_NONBLOCK = os.O_NONBLOCK
-_SIGINFO = struct.Struct("IiiI")  # ssi_signo, ssi_errno, ssi_code, ssi_pid of signalfd_siginfo
-_SIGINFO_SIZE = 128
-
-
-class _SigSet(ctypes.Structure):
-    _fields_ = [("val", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.signalfd.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.c_int]
-_libc.sigaddset.argtypes = [ctypes.POINTER(_SigSet), ctypes.c_int]
-
-
-class SignalFd:
-    """The blocked signals, readable as (signo, code, pid) records from one fd."""
-
-    def __init__(self, signals: tuple[int, ...]) -> None:
-        mask = _SigSet()
-        for signo in signals:
-            _libc.sigaddset(ctypes.byref(mask), signo)
-        self.fd = _libc.signalfd(-1, ctypes.byref(mask), SFD_CLOEXEC | SFD_NONBLOCK)
-        if self.fd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"signalfd: {os.strerror(err)}")
-
-    def read(self) -> Iterator[tuple[int, int, int]]:
-        while True:
-            try:
-                data = os.read(self.fd, _SIGINFO_SIZE * 16)
-            except BlockingIOError:
-                return
-            for off in range(0, len(data), _SIGINFO_SIZE):
-                signo, _err, code, pid = _SIGINFO.unpack_from(data, off)
-                yield signo, code, pid
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-# ---- the child side of the fork ----
-
-class _Plan:
-    """How the child's stdio and process group are set up."""
-
-    def __init__(self, ignored: tuple[int, ...] = ()) -> None:
-        self.stdio: dict[int, int] = {}  # child fd -> fd to dup2 onto it
-        self.own_group = False
-        self.pty_slave: int | None = None
-        self.ignored = ignored
-
-
-def _exec_child(launch: Launch, plan: _Plan, report: int) -> NoReturn:
-    """In the forked child: set up stdio, group and signals, convert the environment, execve."""
-    code = 0
-    try:
-        if plan.pty_slave is not None:
-            os.setsid()
-            ptyio.make_controlling(plan.pty_slave)
-        elif plan.own_group:
-            os.setpgid(0, 0)
-        for target, source in plan.stdio.items():
-            os.dup2(source, target)
-        for signo in range(1, signal.NSIG):
-            if signo in (signal.SIGKILL, signal.SIGSTOP):
-                continue
-            try:
-                signal.signal(signo, signal.SIG_IGN if signo in plan.ignored else signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        if hardening.original_core_limit is not None:
-            resource.setrlimit(resource.RLIMIT_CORE, hardening.original_core_limit)
-        env = to_exec_env(launch.env)
-        try:
-            os.execve(launch.argv[0], launch.argv, env)  # noqa: S606 - argv list, no shell
-        except OSError as exc:
-            if exc.errno != errno.ENOEXEC:
-                raise
-            # As execvp: a file with no #! line and no binary format is a shell script.
-            os.execve("/bin/sh", ["sh", launch.argv[0], *launch.argv[1:]], env)  # noqa: S606
-    except OSError as exc:
-        code = exc.errno or errno.EINVAL
-    except BaseException:
-        code = errno.EINVAL
-    try:
-        os.write(report, code.to_bytes(4, "little"))
-    finally:
-        os._exit(127)
-
-
-def _exec_error(argv0: str, code: int) -> RunwrapError:
-    if code == errno.E2BIG:
-        return RunwrapError(f"{argv0}: the arguments and environment are too large to execute")
-    if code == errno.ENOENT and "/" not in argv0:
-        return CommandNotFound(f"{argv0}: command not found")
-    return CannotExecute(f"{argv0}: {os.strerror(code)}")
-
-
-# ---- output: child fd -> Masker -> runwrap's fd ----
-
-class _Stream:
-    """One output stream of the child, read into a reused buffer and masked on its way out."""
-
-    def __init__(self, src: int, dest: int, masker: object) -> None:
-        self.src: int | None = src
-        self.dest = dest
-        self.masker = masker
-        self.buf = bytearray(READ_SIZE)  # the child's raw output only ever lands here; wiped at the end
-        self.out = bytearray()  # masked output waiting for runwrap's fd
-        self.sent = 0
-        self.out_fd, self.chunk = _writer(dest)
-        self.writable = select.poll()
-        self.writable.register(dest, select.POLLOUT)
-        os.set_blocking(src, False)
-
-    def wants_input(self) -> bool:
-        return self.src is not None and len(self.out) - self.sent < MAX_PENDING
-
-    def wants_output(self) -> bool:
-        return self.sent < len(self.out)
-
-    def read(self) -> None:
-        """Read what is there; at end of stream flush the masker's held tail."""
-        if self.src is None:
-            return
-        try:
-            n = os.readv(self.src, [self.buf])
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:  # a pty master reads EIO once every slave is closed
-                raise
-            n = 0
-        if n == 0:
-            self.out += self.masker.flush()  # type: ignore[attr-defined]
-            self._close_src()
-            return
-        # A bytearray, not a memoryview: the Masker would turn a view into bytes nobody can wipe.
-        chunk = self.buf[:n]
-        try:
-            self.out += self.masker.feed(chunk)  # type: ignore[attr-defined]
-        finally:
-            chunk[:] = bytes(n)
-
-    def drain(self) -> None:
-        """Everything the child wrote before it exited (descendants may keep writing; not waited for)."""
-        while self.src is not None:
-            before = len(self.out)
-            self.read()
-            if self.src is not None and len(self.out) == before:
-                try:
-                    if not select.select([self.src], [], [], 0)[0]:
-                        break
-                except OSError:
-                    break
-        if self.src is not None:
-            self.out += self.masker.flush()  # type: ignore[attr-defined]
-            self._close_src()
-
-    def write(self, block: bool = False) -> None:
-        """Write while runwrap's fd takes it without blocking (or, at the end, everything)."""
-        first = True
-        while self.sent < len(self.out):
-            if not block and not first and not self.writable.poll(0):
-                break
-            first = False
-            size = len(self.out) - self.sent if block else min(self.chunk, len(self.out) - self.sent)
-            try:
-                with memoryview(self.out) as view:
-                    self.sent += os.write(self.dest if block else self.out_fd,
-                                          view[self.sent:self.sent + size])
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                # Nobody reads runwrap's output: let the child find out as it would have directly.
-                self.out.clear()
-                self.sent = 0
-                self._close_src()
-                return
-            except OSError:
-                self.out.clear()
-                self.sent = 0
-                return
-        if self.sent == len(self.out):
-            self.out.clear()
-            self.sent = 0
-
-    def _close_src(self) -> None:
-        if self.src is not None:
-            os.close(self.src)
-            self.src = None
-
-    def close_writer(self) -> None:
-        if self.out_fd != self.dest:
-            os.close(self.out_fd)
-            self.out_fd = self.dest
-
-    def wipe(self) -> None:
-        self.buf[:] = bytes(len(self.buf))
-        self.masker.wipe()  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        self._close_src()
-        self.close_writer()
-
-
-def _writer(dest: int) -> tuple[int, int]:
-    """An fd and chunk size for writing to runwrap's `dest` without blocking the signal loop.
-
-    `dest` is shared with other processes, so it cannot be made non-blocking. A pipe is opened
-    again through /proc as a file description of runwrap's own, which can be; a regular file or
-    /dev/null never blocks for long; anything else (a terminal, a socket) gets writes of at most
-    PIPE_BUF, which do not block once poll says POLLOUT.
-    """
-    try:
-        info = os.fstat(dest)
-    except OSError:
-        return dest, WRITE_CHUNK
-    if stat.S_ISREG(info.st_mode) or (stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)):
-        return dest, READ_SIZE
-    if stat.S_ISFIFO(info.st_mode):
-        try:
-            return os.open(f"/proc/self/fd/{dest}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC), READ_SIZE
-        except OSError:
-            pass
-    return dest, WRITE_CHUNK
-
-
 # ---- the supervisor ----
 
 def run(launch: Launch) -> int:
     """Run and supervise the child; its exit status (or 124 on timeout), or die by its signal."""
-    _check_env(launch.env)
+    check_env(launch.env)
     return _Supervisor(launch).run()
 
 
@@ -418,7 +85,7 @@ class _Supervisor:
         self.launch = launch
         self.pid = 0
         self.status: int | None = None  # the direct child's wait status, once reaped
-        self.streams: list[_Stream] = []
+        self.streams: list[Stream] = []
         self.master: int | None = None  # pty master in pty mode
         self.raw: ptyio.RawMode | None = None
         self.stdin_open = False
@@ -441,7 +108,7 @@ class _Supervisor:
     def run(self) -> int:
         ignored = tuple(s for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
                         if signal.getsignal(s) == signal.SIG_IGN)
-        plan = _Plan(ignored=ignored)
+        plan = Plan(ignored=ignored)
         child_ends = self._plan_io(plan)
         hardening.prctl(PR_SET_CHILD_SUBREAPER, 1)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
@@ -460,8 +127,8 @@ class _Supervisor:
             self._supervise()
         except BaseException:
             if self.status is None:  # runwrap itself failed: the child must not outlive it
-                _kill(self.pid, signal.SIGKILL)
-                end_descendants(0.0)
+                kill(self.pid, signal.SIGKILL)
+                reaper.end_descendants(0.0)
             raise
         finally:
             if self.raw is not None:
@@ -469,7 +136,7 @@ class _Supervisor:
             self._wipe()
         return self._finish()
 
-    def _plan_io(self, plan: _Plan) -> list[int]:
+    def _plan_io(self, plan: Plan) -> list[int]:
         """Open the pipes or pty for the chosen mode; returns the fds the parent closes after fork."""
         launch = self.launch
         stdin_tty = os.isatty(0)
@@ -490,7 +157,7 @@ class _Supervisor:
 
         first = masker()
         if first.short_values:
-            _say(f"{first.short_values} injected value(s) shorter than 4 characters are not masked")
+            say(f"{first.short_values} injected value(s) shorter than 4 characters are not masked")
         ends: list[int] = []
         if os.isatty(1):
             master, slave = ptyio.open_pty(like=0 if stdin_tty else 1, size_from=1)
@@ -500,14 +167,14 @@ class _Supervisor:
             if stdin_tty:
                 plan.stdio[0] = slave
                 self.raw = ptyio.RawMode(0)
-            self.streams.append(_Stream(master, 1, first))
+            self.streams.append(Stream(master, 1, first))
             if os.isatty(2):
                 plan.stdio[2] = slave
             else:
                 read, write = os.pipe()
                 ends.append(write)
                 plan.stdio[2] = write
-                self.streams.append(_Stream(read, 2, masker()))
+                self.streams.append(Stream(read, 2, masker()))
             return ends
         self.shared_group = stdin_tty
         plan.own_group = not stdin_tty
@@ -515,16 +182,16 @@ class _Supervisor:
             read, write = os.pipe()
             ends.append(write)
             plan.stdio[fd] = write
-            self.streams.append(_Stream(read, fd, mk))
+            self.streams.append(Stream(read, fd, mk))
         return ends
 
-    def _start(self, plan: _Plan, child_ends: list[int]) -> None:
+    def _start(self, plan: Plan, child_ends: list[int]) -> None:
         report_r, report_w = os.pipe()
         self.started = time.monotonic()
         try:
             pid = os.fork()
             if pid == 0:
-                _exec_child(self.launch, plan, report_w)
+                exec_child(self.launch.argv, self.launch.env, plan, report_w)
             self.pid = pid
         finally:
             os.close(report_w)
@@ -543,7 +210,7 @@ class _Supervisor:
             os.close(report_r)
         if data:
             os.waitpid(pid, 0)
-            raise _exec_error(self.launch.argv[0], int.from_bytes(data[:4].ljust(4, b"\0"), "little"))
+            raise exec_error(self.launch.argv[0], int.from_bytes(data[:4].ljust(4, b"\0"), "little"))
         if self.launch.timeout is not None:
             self.deadline = self.started + self.launch.timeout
         if self.raw is not None:
@@ -614,13 +281,13 @@ class _Supervisor:
             self._stop_if_orphaned()
         if self.kill_at is not None and now >= self.kill_at and self.status is None:
             self.kill_at = None
-            _kill(self.pid, signal.SIGKILL)
-            _kill(self.pid, signal.SIGCONT)
+            kill(self.pid, signal.SIGKILL)
+            kill(self.pid, signal.SIGCONT)
 
     def _terminate(self, grace: float) -> None:
         """TERM the child now and KILL it after `grace` (a stopped child is continued to see TERM)."""
-        _kill(self.pid, signal.SIGTERM)
-        _kill(self.pid, signal.SIGCONT)
+        kill(self.pid, signal.SIGTERM)
+        kill(self.pid, signal.SIGCONT)
         kill_at = time.monotonic() + grace
         self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)
 
@@ -654,7 +321,7 @@ class _Supervisor:
             if signo == signal.SIGWINCH:
                 # The kernel signals the pty's foreground group when the size changes.
                 if not ptyio.set_winsize(self.master, ptyio.get_winsize(1)) and not from_terminal:
-                    _kill(self.pid, signo)
+                    kill(self.pid, signo)
                 return
             if signo == signal.SIGCONT:
                 self._resume()
@@ -662,9 +329,9 @@ class _Supervisor:
             if from_terminal and signo in KEYBOARD:
                 group = ptyio.foreground_group(self.master)
                 if group is not None and group > 0:
-                    _killpg(group, signo)
+                    killpg(group, signo)
             else:
-                _kill(self.pid, signo)
+                kill(self.pid, signo)
             if signo in STOPS:
                 self.stop_check = time.monotonic() + STOP_CHECK
             return
@@ -673,11 +340,11 @@ class _Supervisor:
             self.stopped_with_child = False
             if self.shared_group:
                 return
-            _killpg(self.pid, signo)
+            killpg(self.pid, signo)
             return
         if self.shared_group and from_terminal:
             return  # the terminal signalled runwrap's group, the child included
-        _kill(self.pid, signo)
+        kill(self.pid, signo)
 
     def _stop_if_orphaned(self) -> None:
         """Ctrl-Z in pty mode, once the child had its chance to handle SIGTSTP: stop it for real.
@@ -691,9 +358,9 @@ class _Supervisor:
         if self.status is not None:
             return
         group = ptyio.foreground_group(self.master) if self.master is not None else None
-        if group != self.pid or _state(self.pid) in (b"T", b"t") or _ignores(self.pid, signal.SIGTSTP):
+        if group != self.pid or reaper.state(self.pid) in (b"T", b"t") or reaper.ignores(self.pid, signal.SIGTSTP):
             return
-        _killpg(self.pid, signal.SIGSTOP)
+        killpg(self.pid, signal.SIGSTOP)
 
     def _resume(self) -> None:
         """SIGCONT in pty mode: back to raw mode, resend the window size, continue the child's group."""
@@ -703,7 +370,7 @@ class _Supervisor:
         if self.master is not None:
             ptyio.set_winsize(self.master, ptyio.get_winsize(1))
         self.stopped_with_child = False
-        _killpg(self.pid, signal.SIGCONT)
+        killpg(self.pid, signal.SIGCONT)
 
     def _reap(self) -> None:
         while True:
@@ -777,7 +444,7 @@ class _Supervisor:
         grace = self.launch.kill_grace
         if self.revoked is not None:
             grace = min(grace, REVOKE_GRACE)
-        end_descendants(grace, self.sigfd)
+        reaper.end_descendants(grace, self.sigfd)
 
     def exit_status(self) -> int:
         """What a shell would show: the exit code, or 128+N for a death by signal N."""
@@ -815,149 +482,4 @@ class _Supervisor:
         return os.waitstatus_to_exitcode(status) & 0xFF
 
     def _say(self, message: str) -> None:
-        _say(message, raw=self.raw is not None and self.raw.active)
-
-
-# ---- ending descendants ----
-
-def descendants(root: int) -> dict[int, bytes]:
-    """Live descendants of `root` (pid -> state letter), from the ppid links in /proc."""
-    children: dict[int, list[int]] = {}
-    states: dict[int, bytes] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                line = f.read()
-        except OSError:
-            continue
-        fields = line[line.rindex(b")") + 2:].split()
-        pid = int(entry.name)
-        states[pid] = fields[0]
-        children.setdefault(int(fields[1]), []).append(pid)
-    found: dict[int, bytes] = {}
-    todo = list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found[pid] = states[pid]
-        todo.extend(children.get(pid, []))
-    return {pid: state for pid, state in found.items() if state not in (b"Z", b"X")}
-
-
-def _has_children() -> bool:
-    """Reap what has ended; True while any child (live or not yet reaped) is left."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if pid == 0:
-            return True
-
-
-def end_descendants(grace: float, sigfd: SignalFd | None = None) -> None:
-    """TERM every descendant, KILL those left after `grace`, until none is left and all are reaped.
-
-    As a subreaper, runwrap is the ancestor of everything the child started, so an empty wait
-    list means nothing is left and /proc need not be read.
-    """
-    termed: set[int] = set()
-    kill_at: float | None = None
-    killed_at: float | None = None
-    while _has_children():
-        alive = descendants(os.getpid())
-        now = time.monotonic()
-        for pid in alive.keys() - termed:
-            _kill(pid, signal.SIGTERM)
-            _kill(pid, signal.SIGCONT)
-            termed.add(pid)
-        if kill_at is None:
-            kill_at = now + grace
-        if now >= kill_at:
-            for pid in alive:
-                _kill(pid, signal.SIGKILL)
-            killed_at = killed_at or now
-            kill_at = now + 0.5
-            if alive and now - killed_at > STUCK_AFTER_KILL:
-                _say(f"{len(alive)} process(es) survived SIGKILL; leaving them: "
-                     + " ".join(map(str, sorted(alive))))
-                return
-        wait = min(0.05, max(0.0, kill_at - now))
-        if sigfd is None:
-            time.sleep(wait)
-            continue
-        if select.select([sigfd.fd], [], [], wait)[0]:
-            for _ in sigfd.read():
-                pass  # the child is gone: signals now only hurry nothing; SIGCHLD just wakes us
-
-
-# ---- small helpers ----
-
-def _kill(pid: int, signo: int) -> None:
-    try:
-        os.kill(pid, signo)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _killpg(pgid: int, signo: int) -> None:
-    try:
-        os.killpg(pgid, signo)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _state(pid: int) -> bytes | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            line = f.read()
-    except OSError:
-        return None
-    return line[line.rindex(b")") + 2:].split()[0]
-
-
-def _ignores(pid: int, signo: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"SigIgn:"):
-                    return bool(int(line.split()[1], 16) >> (signo - 1) & 1)
-    except OSError:
-        pass
-    return False
-
-
-def _say(message: str, raw: bool = False) -> None:
-    line = f"runwrap: {message}" + ("\r\n" if raw else "\n")
-    try:
-        os.write(2, line.encode("utf-8", "replace"))
-    except OSError:
-        pass
-
-
-def die_by(signo: int) -> NoReturn:
-    """End this process by signal `signo`, as the child did, so the caller's shell sees 128+N."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if signo != signal.SIGKILL:
-        try:
-            signal.signal(signo, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, (signo,))
-        except (OSError, ValueError):
-            pass
-    os.kill(os.getpid(), signo)
-    # Only a signal whose default action does not terminate gets here.
-    os._exit(128 + signo)
-
-
-def format_duration(seconds: float) -> str:
-    if seconds >= 60 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    return f"{seconds:g}s"
+        say(message, raw=self.raw is not None and self.raw.active)

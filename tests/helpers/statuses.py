@@ -11,7 +11,8 @@ import json
 import os
 import sys
 
-from runwrap.supervisor import Launch, resolve_command, run
+from runwrap.command import resolve_command
+from runwrap.supervisor import Launch, run
 
 
 def ended(argv: list[str]) -> tuple[str, int]:

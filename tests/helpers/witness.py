@@ -18,7 +18,8 @@ import sys
 import time
 
 from runwrap.hardening import prctl
-from runwrap.supervisor import PR_SET_CHILD_SUBREAPER, descendants
+from runwrap.reaper import descendants
+from runwrap.signals import PR_SET_CHILD_SUBREAPER
 
 
 def orphans() -> list[list[object]]:

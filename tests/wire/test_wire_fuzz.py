@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runwrap import framing, noise_session, pairing
+from runwrap import framing, invites, noise_session, pairing, sessions
 from runwrap.errors import ProtocolError
 from runwrap.listener import Listener, Options
 from runwrap.paths import layout
@@ -52,9 +52,9 @@ async def drive(lis: Listener, data: bytes, mode: str) -> None:
         if mode == "accept":
             await asyncio.wait_for(lis._accept(reader, writer, local=True), NO_HANG)
         elif mode == "session":
-            await asyncio.wait_for(lis._session(reader, writer), NO_HANG)
+            await asyncio.wait_for(sessions.serve(lis, reader, writer), NO_HANG)
         else:
-            await asyncio.wait_for(lis._pair(reader, writer), NO_HANG)
+            await asyncio.wait_for(invites.pair(lis, reader, writer), NO_HANG)
     except ProtocolError:
         pass
     finally:

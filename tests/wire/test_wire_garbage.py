@@ -17,7 +17,7 @@ import pytest
 from runwrap import framing
 from runwrap.client import Channel
 from runwrap.credential import Query
-from runwrap.listener import HANDSHAKE_TIMEOUT
+from runwrap.framing import HANDSHAKE_TIMEOUT
 from runwrap.paths import layout
 from runwrap.store import Connections
 from runwrap.testing.listener import RunningListener

@@ -1,0 +1,92 @@
+"""The child's side of the fork: set up stdio, process group and signals, then execve.
+
+Only the forked child turns `Secret` values into `NAME=value` bytes, so runwrap itself never holds
+the environment as a copy it cannot wipe. An exec failure travels back to the parent through a
+close-on-exec pipe with its errno, as in ptyprocess, and becomes the shell's 127/126 error there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+from typing import NoReturn
+
+from runwrap import hardening, ptyio
+from runwrap.environment import MAX_ARG_STRLEN, to_exec_env
+from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
+from runwrap.secret import Secret
+
+
+class Plan:
+    """How the child's stdio and process group are set up."""
+
+    def __init__(self, ignored: tuple[int, ...] = ()) -> None:
+        self.stdio: dict[int, int] = {}  # child fd -> fd to dup2 onto it
+        self.own_group = False
+        self.pty_slave: int | None = None
+        self.ignored = ignored
+
+
+def check_env(env: dict[str, str | Secret]) -> None:
+    """Refuse what execve cannot carry, before the child starts (without copying secret values)."""
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name:
+            raise RunwrapError(f"cannot pass the variable {name!r}: a name must be non-empty, "
+                               "without '=' or NUL")
+        size = len(value) if isinstance(value, Secret) else len(os.fsencode(value))
+        has_nul = 0 in value.buffer if isinstance(value, Secret) else "\0" in value
+        if has_nul:
+            raise RunwrapError(f"the value of {name} contains a NUL byte, which no environment can carry")
+        if len(os.fsencode(name)) + 2 + size > MAX_ARG_STRLEN:
+            raise RunwrapError(f"the value of {name} is {size} bytes; one environment entry can "
+                               f"hold at most {MAX_ARG_STRLEN - 2 - len(name)}")
+
+
+def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report: int) -> NoReturn:
+    """In the forked child: set up stdio, group and signals, convert the environment, execve."""
+    code = 0
+    try:
+        if plan.pty_slave is not None:
+            os.setsid()
+            ptyio.make_controlling(plan.pty_slave)
+        elif plan.own_group:
+            os.setpgid(0, 0)
+        for target, source in plan.stdio.items():
+            os.dup2(source, target)
+        for signo in range(1, signal.NSIG):
+            if signo in (signal.SIGKILL, signal.SIGSTOP):
+                continue
+            try:
+                signal.signal(signo, signal.SIG_IGN if signo in plan.ignored else signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if hardening.original_core_limit is not None:
+            resource.setrlimit(resource.RLIMIT_CORE, hardening.original_core_limit)
+        exec_env = to_exec_env(env)
+        try:
+            os.execve(argv[0], argv, exec_env)  # noqa: S606 - argv list, no shell
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise
+            # As execvp: a file with no #! line and no binary format is a shell script.
+            os.execve("/bin/sh", ["sh", argv[0], *argv[1:]], exec_env)  # noqa: S606
+    except OSError as exc:
+        code = exc.errno or errno.EINVAL
+    except BaseException:
+        code = errno.EINVAL
+    try:
+        os.write(report, code.to_bytes(4, "little"))
+    finally:
+        os._exit(127)
+
+
+def exec_error(argv0: str, code: int) -> RunwrapError:
+    """The error to raise in the parent for the errno the child reported."""
+    if code == errno.E2BIG:
+        return RunwrapError(f"{argv0}: the arguments and environment are too large to execute")
+    if code == errno.ENOENT and "/" not in argv0:
+        return CommandNotFound(f"{argv0}: command not found")
+    return CannotExecute(f"{argv0}: {os.strerror(code)}")

@@ -1,0 +1,88 @@
+"""signalfd and prctl through ctypes, and the small signal helpers the supervisor shares.
+
+The standard library has neither signalfd nor PR_SET_CHILD_SUBREAPER. Reading blocked signals from
+an fd lets the supervisor wait for signals, output, stdin, the lease and a deadline in one poll, and
+it sees each signal's sender (a terminal key or kill()), which a Python signal handler does not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+import sys
+from collections.abc import Iterator
+from typing import NoReturn
+
+PR_SET_CHILD_SUBREAPER = 36
+SFD_CLOEXEC = os.O_CLOEXEC
+SFD_NONBLOCK = os.O_NONBLOCK
+_SIGINFO = struct.Struct("IiiI")  # ssi_signo, ssi_errno, ssi_code, ssi_pid of signalfd_siginfo
+_SIGINFO_SIZE = 128
+
+
+class _SigSet(ctypes.Structure):
+    _fields_ = [("val", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.signalfd.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.c_int]
+_libc.sigaddset.argtypes = [ctypes.POINTER(_SigSet), ctypes.c_int]
+
+
+class SignalFd:
+    """The blocked signals, readable as (signo, code, pid) records from one fd."""
+
+    def __init__(self, signals: tuple[int, ...]) -> None:
+        mask = _SigSet()
+        for signo in signals:
+            _libc.sigaddset(ctypes.byref(mask), signo)
+        self.fd = _libc.signalfd(-1, ctypes.byref(mask), SFD_CLOEXEC | SFD_NONBLOCK)
+        if self.fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"signalfd: {os.strerror(err)}")
+
+    def read(self) -> Iterator[tuple[int, int, int]]:
+        while True:
+            try:
+                data = os.read(self.fd, _SIGINFO_SIZE * 16)
+            except BlockingIOError:
+                return
+            for off in range(0, len(data), _SIGINFO_SIZE):
+                signo, _err, code, pid = _SIGINFO.unpack_from(data, off)
+                yield signo, code, pid
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def kill(pid: int, signo: int) -> None:
+    """os.kill, quiet when the process is already gone (or no longer runwrap's to signal)."""
+    try:
+        os.kill(pid, signo)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def killpg(pgid: int, signo: int) -> None:
+    """os.killpg, quiet when the group is already gone."""
+    try:
+        os.killpg(pgid, signo)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def die_by(signo: int) -> NoReturn:
+    """End this process by signal `signo`, as the child did, so the caller's shell sees 128+N."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if signo != signal.SIGKILL:
+        try:
+            signal.signal(signo, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, (signo,))
+        except (OSError, ValueError):
+            pass
+    os.kill(os.getpid(), signo)
+    # Only a signal whose default action does not terminate gets here.
+    os._exit(128 + signo)

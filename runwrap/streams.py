@@ -1,0 +1,153 @@
+"""Output pumping: child fd -> `Masker` -> runwrap's fd, without ever blocking the signal loop.
+
+The child's raw output lands only in one reused buffer per stream, which is wiped when the child
+ends; a stream stops reading while its reader is slow, so a stuck terminal cannot grow memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import stat
+
+READ_SIZE = 65536
+WRITE_CHUNK = select.PIPE_BUF  # a write this small never blocks once poll says POLLOUT
+MAX_PENDING = 1 << 18  # stop reading a stream while this much output waits for its reader
+
+
+class Stream:
+    """One output stream of the child, read into a reused buffer and masked on its way out."""
+
+    def __init__(self, src: int, dest: int, masker: object) -> None:
+        self.src: int | None = src
+        self.dest = dest
+        self.masker = masker
+        self.buf = bytearray(READ_SIZE)  # the child's raw output only ever lands here; wiped at the end
+        self.out = bytearray()  # masked output waiting for runwrap's fd
+        self.sent = 0
+        self.out_fd, self.chunk = _writer(dest)
+        self.writable = select.poll()
+        self.writable.register(dest, select.POLLOUT)
+        os.set_blocking(src, False)
+
+    def wants_input(self) -> bool:
+        return self.src is not None and len(self.out) - self.sent < MAX_PENDING
+
+    def wants_output(self) -> bool:
+        return self.sent < len(self.out)
+
+    def read(self) -> None:
+        """Read what is there; at end of stream flush the masker's held tail."""
+        if self.src is None:
+            return
+        try:
+            n = os.readv(self.src, [self.buf])
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # a pty master reads EIO once every slave is closed
+                raise
+            n = 0
+        if n == 0:
+            self.out += self.masker.flush()  # type: ignore[attr-defined]
+            self._close_src()
+            return
+        # A bytearray, not a memoryview: the Masker would turn a view into bytes nobody can wipe.
+        chunk = self.buf[:n]
+        try:
+            self.out += self.masker.feed(chunk)  # type: ignore[attr-defined]
+        finally:
+            chunk[:] = bytes(n)
+
+    def drain(self) -> None:
+        """Everything the child wrote before it exited (descendants may keep writing; not waited for)."""
+        while self.src is not None:
+            before = len(self.out)
+            self.read()
+            if self.src is not None and len(self.out) == before:
+                try:
+                    if not select.select([self.src], [], [], 0)[0]:
+                        break
+                except OSError:
+                    break
+        if self.src is not None:
+            self.out += self.masker.flush()  # type: ignore[attr-defined]
+            self._close_src()
+
+    def write(self, block: bool = False) -> None:
+        """Write while runwrap's fd takes it without blocking (or, at the end, everything)."""
+        first = True
+        while self.sent < len(self.out):
+            if not block and not first and not self.writable.poll(0):
+                break
+            first = False
+            size = len(self.out) - self.sent if block else min(self.chunk, len(self.out) - self.sent)
+            try:
+                with memoryview(self.out) as view:
+                    self.sent += os.write(self.dest if block else self.out_fd,
+                                          view[self.sent:self.sent + size])
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                # Nobody reads runwrap's output: let the child find out as it would have directly.
+                self.out.clear()
+                self.sent = 0
+                self._close_src()
+                return
+            except OSError:
+                self.out.clear()
+                self.sent = 0
+                return
+        if self.sent == len(self.out):
+            self.out.clear()
+            self.sent = 0
+
+    def _close_src(self) -> None:
+        if self.src is not None:
+            os.close(self.src)
+            self.src = None
+
+    def close_writer(self) -> None:
+        if self.out_fd != self.dest:
+            os.close(self.out_fd)
+            self.out_fd = self.dest
+
+    def wipe(self) -> None:
+        self.buf[:] = bytes(len(self.buf))
+        self.masker.wipe()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._close_src()
+        self.close_writer()
+
+
+def _writer(dest: int) -> tuple[int, int]:
+    """An fd and chunk size for writing to runwrap's `dest` without blocking the signal loop.
+
+    `dest` is shared with other processes, so it cannot be made non-blocking. A pipe is opened
+    again through /proc as a file description of runwrap's own, which can be; a regular file or
+    /dev/null never blocks for long; anything else (a terminal, a socket) gets writes of at most
+    PIPE_BUF, which do not block once poll says POLLOUT.
+    """
+    try:
+        info = os.fstat(dest)
+    except OSError:
+        return dest, WRITE_CHUNK
+    if stat.S_ISREG(info.st_mode) or (stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)):
+        return dest, READ_SIZE
+    if stat.S_ISFIFO(info.st_mode):
+        try:
+            return os.open(f"/proc/self/fd/{dest}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC), READ_SIZE
+        except OSError:
+            pass
+    return dest, WRITE_CHUNK
+
+
+def say(message: str, raw: bool = False) -> None:
+    """A line of runwrap's own on stderr (`raw`: the terminal is in raw mode and needs \\r\\n)."""
+    line = f"runwrap: {message}" + ("\r\n" if raw else "\n")
+    try:
+        os.write(2, line.encode("utf-8", "replace"))
+    except OSError:
+        pass
