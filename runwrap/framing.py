@@ -82,7 +82,7 @@ def _recv_exact(sock: socket.socket, count: int, deadline: float | None) -> byte
             if exc.errno is None:  # our own deadline (socket timeout), not the kernel's ETIMEDOUT
                 raise HandshakeFailed("the listener did not answer in time") from None
             raise ConnectionFailed("the connection to the listener broke: it stopped answering "
-                                   "keepalive probes (the link or the listener's host went away)") from None
+                                   "(the link or the listener's host went away)") from None
         except OSError as exc:
             raise ConnectionFailed(f"the connection to the listener broke: {exc.strerror or exc}") from None
         if not chunk:

@@ -40,7 +40,7 @@ MIN_LEN = 4
 # The anchor prefilter: a byte is a useful anchor while it occurs at most once in RARE_EVERY bytes
 # (beyond that a pattern's own find, ~0.2 ns a byte, is cheaper than visiting each hit in Python).
 RARE_EVERY = 2048
-RESAMPLE_EVERY = 64
+RESAMPLE_EVERY = 256  # feeds (16 MiB of 64 KiB reads); a common anchor is dropped at once anyway
 SAMPLE_BYTES = 8192
 # Up to this many patterns the held-tail search goes pattern by pattern, beyond it position by position.
 FEW_PATTERNS = 16
@@ -241,13 +241,17 @@ class Masker:
 
     # -- the public interface --
 
-    def feed(self, data: bytes | bytearray | memoryview) -> bytes:
-        """Take the next piece of the stream; return what can be emitted now, masked."""
+    def feed(self, data: bytes | bytearray | memoryview, size: int | None = None) -> bytes:
+        """Take the next piece of the stream, data[:size]; return what can be emitted now, masked.
+
+        `size` lets a caller hand over the buffer it reads into without slicing a copy of it.
+        """
         if self._wiped:
             raise RuntimeError("this Masker was wiped")
+        length = len(data) if size is None else min(size, len(data))
         if not self._patterns:
-            return bytes(data)
-        if not data:
+            return bytes(memoryview(data)[:length])
+        if not length:
             return b""
         held = self._held
         if held or not isinstance(data, (bytes, bytearray)):
@@ -255,16 +259,16 @@ class Masker:
             # no feed allocates (fresh 64 KiB buffers cost page faults) and zeroed by wipe(). It may
             # be longer than this step, so everything below is bounded by `size`. A memoryview
             # (a slice of the caller's read buffer, say) is copied here too, having no find().
-            size = held + len(data)
+            size = held + length
             if len(self._scratch) < size:
                 wipe_bytes(self._scratch)
                 self._scratch = bytearray(max(size, 2 * len(self._scratch)))
             self._scratch[:held] = memoryview(self._hold)[:held]
-            self._scratch[held:size] = data
+            self._scratch[held:size] = memoryview(data)[:length]
             work: bytes | bytearray = self._scratch
         else:
-            work = data
-            size = len(work)
+            work = data  # searched in place, up to `size`
+            size = length
         if self._next_sample <= 0:
             if self._choose_anchors(work, size):
                 self._next_sample = RESAMPLE_EVERY

@@ -53,12 +53,9 @@ class Stream:
             self.out += self.masker.flush()  # type: ignore[attr-defined]
             self._close_src()
             return
-        # A bytearray, not a memoryview: the Masker would turn a view into bytes nobody can wipe.
-        chunk = self.buf[:n]
-        try:
-            self.out += self.masker.feed(chunk)  # type: ignore[attr-defined]
-        finally:
-            chunk[:] = bytes(n)
+        # The read buffer itself, bounded by n: no copy of the raw output is made (a slice would be
+        # one more to wipe), and the buffer is wiped when the stream closes.
+        self.out += self.masker.feed(self.buf, n)  # type: ignore[attr-defined]
 
     def drain(self) -> None:
         """Everything the child wrote before it exited (descendants may keep writing; not waited for)."""

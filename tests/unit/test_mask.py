@@ -258,14 +258,22 @@ def cases(draw: st.DrawFn, long: bool = False) -> tuple[list[bytes], bytes, list
     return values, stream, cuts
 
 
-def check_streaming(values: list[bytes], stream: bytes, cuts: list[int]) -> None:
+def check_streaming(values: list[bytes], stream: bytes, cuts: list[int], *, reused_buffer: bool = False) -> None:
     patterns = [bytes(p) for v in values for p in variants(v)]
     covered = coverage(patterns, stream)
     masker = Masker(values)
+    # As the supervisor reads: one buffer, reused, with the previous read's bytes (here: every
+    # value, again and again) beyond what this read filled. feed(buf, n) must never look past n.
+    stale = b"".join(values) * 4
+    buf = bytearray((stale * (len(stream) // max(len(stale), 1) + 2))[: len(stream) + len(stale)])
     out = b""
     previous = 0
     for cut in [*cuts, len(stream)]:
-        out += masker.feed(stream[previous:cut])
+        if reused_buffer:
+            buf[: cut - previous] = stream[previous:cut]
+            out += masker.feed(buf, cut - previous)
+        else:
+            out += masker.feed(stream[previous:cut])
         previous = cut
         # Everything before the longest possibly-a-pattern tail is out, masked as the whole would be.
         assert out == render(stream, covered, cut - held_tail(patterns, stream[:cut]))
@@ -285,6 +293,14 @@ def test_streamed_output_equals_whole_stream_masking(case: tuple[list[bytes], by
 def test_streamed_output_equals_whole_stream_masking_with_anchors(
         case: tuple[list[bytes], bytes, list[int]]) -> None:
     check_streaming(*case)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.data_too_large])
+@given(cases() | cases(long=True))
+def test_a_reused_read_buffer_fed_with_its_length_gives_the_same_output(
+        case: tuple[list[bytes], bytes, list[int]]) -> None:
+    check_streaming(*case, reused_buffer=True)
 
 
 def test_anchors_that_turn_out_common_fall_back_to_plain_search() -> None:
