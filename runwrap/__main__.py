@@ -70,7 +70,8 @@ def entry() -> None:
         # the interpreter's teardown of ~190 modules (~9 ms on every `runwrap PROFILE -- cmd`).
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.flush()
+                if stream is not None:  # None when runwrap was started with that fd closed
+                    stream.flush()
             except (OSError, ValueError):
                 pass
         os._exit(status)

@@ -248,6 +248,8 @@ class Masker:
         """
         if self._wiped:
             raise RuntimeError("this Masker was wiped")
+        if size is not None and size < 0:
+            raise ValueError("size must not be negative")
         length = len(data) if size is None else min(size, len(data))
         if not self._patterns:
             return bytes(memoryview(data)[:length])

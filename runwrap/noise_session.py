@@ -95,7 +95,7 @@ class _ChaChaPoly:
 
     @staticmethod
     def _nonce(n: int) -> bytes:
-        return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")  # Noise §12.4: 32 zero bits, 64-bit LE
+        return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")  # Noise §12.3: 32 zero bits, 64-bit LE
 
     def encrypt(self, k: bytes, n: int, ad: bytes | None, plaintext: bytes) -> bytes:
         assert self.cipher is not None

@@ -75,8 +75,12 @@ def killpg(pgid: int, signo: int) -> None:
 
 def die_by(signo: int) -> NoReturn:
     """End this process by signal `signo`, as the child did, so the caller's shell sees 128+N."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:  # None when runwrap was started with that fd closed
+                stream.flush()
+        except (OSError, ValueError):
+            pass
     if signo != signal.SIGKILL:
         try:
             signal.signal(signo, signal.SIG_DFL)

@@ -72,6 +72,24 @@ class Peer(Record):
         return bytes.fromhex(self.public)
 
 
+def _checked_peer(name: str, entry: dict[str, Any]) -> Peer:
+    """A peer from peers.json, which people edit by hand: anything malformed is refused, never widened
+    (a missing or `null` scope must not become `*`). TypeError or ValueError otherwise."""
+    from runwrap.policy import check_pattern  # listener-only; keeps the consumer's exec path lean
+
+    peer = Peer(name=name, **{k: v for k, v in entry.items() if k != "name"})
+    scope = entry.get("scope")  # required: a missing scope is not read as `*`
+    if not isinstance(scope, list) or not all(isinstance(p, str) for p in scope):
+        raise TypeError("scope must be a list of patterns")
+    for pattern in scope:
+        check_pattern(pattern)
+    if not isinstance(peer.revoked, bool) or not isinstance(peer.paired_at, str):
+        raise TypeError("revoked must be true or false, paired_at a string")
+    if len(bytes.fromhex(peer.public)) != 32:
+        raise ValueError("public must be a 32-byte key in hex")
+    return peer
+
+
 class Peers:
     """The listener's paired consumers, keyed by name."""
 
@@ -79,9 +97,8 @@ class Peers:
         self.path = path
         raw = _load_json(path, {"peers": {}})
         try:
-            self.by_name = {name: Peer(name=name, **{k: v for k, v in p.items() if k != "name"})
-                            for name, p in raw.get("peers", {}).items()}
-        except TypeError:
+            self.by_name = {name: _checked_peer(name, p) for name, p in raw.get("peers", {}).items()}
+        except (TypeError, ValueError, AttributeError):
             raise ConfigError(f"{path} has an entry runwrap does not understand; fix or remove it") from None
 
     def save(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -120,6 +121,17 @@ def test_death_by_term_is_reproduced(listener, tmp_path):
     profile = write(tmp_path / "p.yaml", PROFILE)
     result = listener.run(str(profile), "--", "sh", "-c", "kill -TERM $$", check=False)
     assert result.returncode == -signal.SIGTERM
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-"])
+def test_a_closed_stdout_or_stderr_keeps_the_exit_status(listener, tmp_path, closed):
+    profile = write(tmp_path / "p.yaml", PROFILE)
+    runwrap = shlex.quote(runwrap_executable())
+    script = (f"{runwrap} {shlex.quote(str(profile))} -- sh -c 'exit 7' {closed}; echo $?; "
+              f"{runwrap} {shlex.quote(str(profile))} -- sh -c 'kill -TERM $$' {closed}; echo $?")
+    result = subprocess.run(["sh", "-c", script], env=listener.env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["7", str(128 + signal.SIGTERM)], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_uses_aac_flags(listener, tmp_path, python):

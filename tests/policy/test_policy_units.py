@@ -116,3 +116,37 @@ def test_table_rows_cannot_drive_a_terminal():
                       "fields": ["password"], "decision": "allowed",
                       "provenance": {"argv0": "evil\x1b[2Jx", "profile": "deploy"}, "reason": "r\x07"})
     assert row[6] == "evil?[2Jx (deploy)" and row[7] == "r?"
+
+
+GOOD_KEY = "11" * 32
+
+
+@pytest.mark.parametrize("entry", [
+    {"public": GOOD_KEY},
+    {"public": GOOD_KEY, "scope": None},
+    {"public": GOOD_KEY, "scope": "*"},
+    {"public": GOOD_KEY, "scope": ["github.com", 7]},
+    {"public": GOOD_KEY, "scope": ["id:../../etc"]},
+    {"public": GOOD_KEY, "scope": ["*"], "revoked": "no"},
+    {"public": "zz", "scope": ["*"]},
+    {"public": GOOD_KEY, "scope": ["*"], "admin": True},
+])
+def test_a_hand_edited_peer_entry_that_is_malformed_is_refused_never_widened(tmp_path, entry):
+    from runwrap.errors import ConfigError
+    from runwrap.store import Peers
+
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps({"peers": {"ci": entry}}))
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="does not understand"):
+        Peers(path)
+
+
+def test_a_well_formed_peer_entry_is_read_as_written(tmp_path):
+    from runwrap.store import Peers
+
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps({"peers": {"ci": {"public": GOOD_KEY, "scope": ["GitHub.com"], "revoked": True}}}))
+    path.chmod(0o600)
+    peer = Peers(path).by_name["ci"]
+    assert (peer.scope, peer.revoked, peer.public_bytes) == (["GitHub.com"], True, bytes.fromhex(GOOD_KEY))
