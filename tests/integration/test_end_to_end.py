@@ -7,6 +7,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,28 @@ def test_secrets_never_in_argv_or_files(listener, tmp_path):
             assert b"alligator5" not in path.read_bytes(), path
             assert (path.stat().st_mode & 0o077) == 0, path
     assert (os.stat(listener.home).st_mode & 0o077) == 0
+
+
+# What `runwrap PROFILE -- cmd` must never load (README, "Performance"): the CLI framework, the
+# diagnostics library, the YAML parser once the parsed profile is cached, asyncio and spake2 (the
+# listener's and pairing's), noiseprotocol's all-algorithms backend and what it drags in.
+NOT_ON_THE_EXEC_PATH = {
+    "typer", "click", "rich", "psutil", "yaml", "asyncio", "spake2", "dataclasses", "inspect", "hashlib",
+    "_hashlib", "noise.connection", "noise.backends.default", "cryptography.hazmat.primitives.serialization",
+}
+
+
+def test_the_exec_path_loads_nothing_it_does_not_need(listener, tmp_path):
+    profile = write(tmp_path / "p.yaml", PROFILE)
+    env = {**listener.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    # The parsed profile is cached only once the file is 2 s old (a later edit must change its ctime).
+    deadline = time.monotonic() + 20
+    while True:
+        result = listener.run(str(profile), "--", "true", env=env)
+        imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+        if "yaml" not in imported or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert "runwrap.supervisor" in imported and "runwrap.noise_session" in imported  # it is the exec path's log
+    assert sorted(imported & NOT_ON_THE_EXEC_PATH) == []
