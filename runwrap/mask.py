@@ -199,9 +199,8 @@ def _decode_utf8(data: bytes | bytearray, i: int) -> tuple[int, int]:
 class Masker:
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
-    __slots__ = ("_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold",
-                 "_in_run", "_maxlen", "_next_sample", "_patterns", "_replacement", "_scratch", "_wiped",
-                 "short_values")
+    __slots__ = ("_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run", "_maxlen",
+                 "_next_sample", "_pairs", "_patterns", "_replacement", "_scratch", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
                  replacement: bytes = b"***") -> None:
@@ -230,6 +229,12 @@ class Masker:
             if group is None:
                 group = self._by_first[pattern[0]] = []
             group.append(pattern)
+        # With many patterns, a flag for each (first byte, second byte) that starts one: the held-tail
+        # search then compares only where a pattern could start. A bytearray, zeroed by wipe().
+        self._pairs = bytearray(65536 if len(self._patterns) > FEW_PATTERNS else 0)
+        if self._pairs:
+            for pattern in self._patterns:
+                self._pairs[pattern[0] << 8 | pattern[1]] = 1
         # The prefilter: (anchor byte, [(pattern, offset of the anchor in it)]) and the patterns
         # searched on their own. Until the first sample every pattern is searched on its own.
         # Each anchor is a list [byte, group] so that wipe() can overwrite the byte in place.
@@ -302,6 +307,7 @@ class Masker:
         self._anchors.clear()
         for index in range(256):
             self._by_first[index] = None
+        wipe_bytes(self._pairs)
         wipe_bytes(self._hold)
         wipe_bytes(self._scratch)
         self._held = self._carry = 0
@@ -406,23 +412,27 @@ class Masker:
         return best
 
     def _tail_start_by_position(self, work: bytes | bytearray, size: int) -> int:
-        """For many patterns: walk the last maxlen-1 positions, trying the patterns that start there."""
-        by_first = self._by_first
+        """For many patterns: walk the last maxlen-1 positions, trying the patterns that start there.
+
+        One table lookup a position (its byte and the next) rules out nearly every place; every
+        pattern is at least MIN_LEN long, so a one-byte tail is held whenever a pattern starts with it.
+        """
+        by_first, pairs = self._by_first, self._pairs
         with memoryview(work) as view:
-            for at in range(max(size - self._maxlen + 1, 0), size):
-                group = by_first[work[at]]
-                if group is None:
+            for at in range(max(size - self._maxlen + 1, 0), size - 1):
+                first, second = work[at], work[at + 1]
+                if not pairs[first << 8 | second]:
                     continue
-                following = work[at + 1] if at + 1 < size else -1
-                for pattern in group:  # longest first
+                for pattern in by_first[first] or ():  # longest first
                     if len(pattern) <= size - at:
                         break
-                    # The second byte rules out nearly every candidate without slicing a view.
-                    if following >= 0 and pattern[1] != following:
+                    if pattern[1] != second:
                         continue
                     with view[at:size] as rest:
                         if pattern.startswith(rest):
                             return at
+        if size and by_first[work[size - 1]] is not None:
+            return size - 1
         return size
 
     def _render(self, work: bytes | bytearray, size: int, cut: int, spans: list[tuple[int, int]]) -> bytes:

@@ -355,6 +355,15 @@ def test_wipe_zeroes_patterns_held_bytes_and_tables() -> None:
         masker.flush()
 
 
+def test_wipe_zeroes_the_pair_table_of_many_patterns() -> None:
+    masker = Masker([TOKEN + bytes([n]) * 3 for n in range(b"a"[0], b"f"[0])])
+    assert len(masker._patterns) > mask.FEW_PATTERNS
+    pairs = masker._pairs
+    assert pairs[TOKEN[0] << 8 | TOKEN[1]] == 1
+    masker.wipe()
+    assert pairs == bytearray(len(pairs))
+
+
 def test_held_bytes_do_not_linger_in_the_hold_buffer() -> None:
     masker = Masker([TOKEN])
     masker.feed(b"x " + TOKEN[:12])
