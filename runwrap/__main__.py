@@ -68,12 +68,9 @@ def entry() -> None:
     if _exec_path_ran:
         # Nothing is left to clean up once the child has ended and runwrap's copies are wiped; skip
         # the interpreter's teardown of ~190 modules (~9 ms on every `runwrap PROFILE -- cmd`).
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:  # None when runwrap was started with that fd closed
-                    stream.flush()
-            except (OSError, ValueError):
-                pass
+        from runwrap.signals import flush_stdio
+
+        flush_stdio()
         os._exit(status)
     sys.exit(status)
 

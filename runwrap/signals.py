@@ -73,14 +73,19 @@ def killpg(pgid: int, signo: int) -> None:
         pass
 
 
-def die_by(signo: int) -> NoReturn:
-    """End this process by signal `signo`, as the child did, so the caller's shell sees 128+N."""
+def flush_stdio() -> None:
+    """Flush Python's stdout and stderr before the process ends without the interpreter's teardown."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:  # None when runwrap was started with that fd closed
                 stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def die_by(signo: int) -> NoReturn:
+    """End this process by signal `signo`, as the child did, so the caller's shell sees 128+N."""
+    flush_stdio()
     if signo != signal.SIGKILL:
         try:
             signal.signal(signo, signal.SIG_DFL)
