@@ -35,11 +35,8 @@ from runwrap.store import Connection, Connections, load_or_create_identity
 CONNECT_TIMEOUT = 10.0
 PAIR_TIMEOUT = 30.0
 # A request may wait minutes for an approval with nothing on the wire; TCP keepalive is what notices
-# a listener whose host or link went away (about KEEPIDLE + KEEPINTVL * KEEPCNT seconds). Keepalive
-# only runs while everything sent has been acknowledged: a request cut off before its ACK came back
-# would otherwise be retransmitted for ~15 minutes (tcp_retries2), so TCP_USER_TIMEOUT bounds that too.
+# a listener whose host or link went away, in about KEEPIDLE + KEEPINTVL * KEEPCNT seconds.
 KEEPIDLE, KEEPINTVL, KEEPCNT = 5, 2, 3
-USER_TIMEOUT_MS = (KEEPIDLE + KEEPINTVL * KEEPCNT) * 1000
 
 
 def parse_address(address: str) -> tuple[str, Any]:
@@ -68,18 +65,8 @@ def open_socket(address: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket
         raise ConnectionFailed(f"cannot reach the listener at {address}: {why}; is `runwrap listen` running?") from None
     if kind == "tcp":
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        set_keepalive(sock)
+        framing.set_keepalive(sock, KEEPIDLE, KEEPINTVL, KEEPCNT)
     return sock
-
-
-def set_keepalive(sock: socket.socket) -> None:
-    """Probe an idle TCP connection, and bound unacknowledged data, so that a dead peer or a cut
-    link ends it with ETIMEDOUT whether or not the last request had been acknowledged."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (("TCP_KEEPIDLE", KEEPIDLE), ("TCP_KEEPINTVL", KEEPINTVL), ("TCP_KEEPCNT", KEEPCNT),
-                        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
-        if hasattr(socket, name):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 class Channel:

@@ -103,6 +103,20 @@ def send_frame(sock: socket.socket, payload: bytes, max_len: int = MAX_FRAME) ->
         raise ConnectionFailed(f"the connection to the listener broke: {exc.strerror or exc}") from None
 
 
+def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+    """End a TCP connection whose peer or link went away, in about idle + interval * count seconds.
+
+    Keepalive probes an idle connection, but only while all that was sent has been acknowledged: a
+    request cut off before its ACK came back would be retransmitted for ~15 minutes (tcp_retries2),
+    so TCP_USER_TIMEOUT bounds unacknowledged data to the same time.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count),
+                        ("TCP_USER_TIMEOUT", (idle + interval * count) * 1000)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 # ---- asyncio side (listener) ----
 
 def _budget(timeout: float | None, deadline: float | None) -> float | None:

@@ -48,8 +48,8 @@ def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytea
     out += encoded
     out += buf
     result = bytes(out)
-    out[:] = bytes(len(out))
-    buf[:] = bytes(len(buf))
+    wipe_bytes(out)
+    wipe_bytes(buf)
     return result
 
 

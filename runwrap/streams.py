@@ -11,6 +11,8 @@ import os
 import select
 import stat
 
+from runwrap.secret import wipe_bytes
+
 READ_SIZE = 65536
 WRITE_CHUNK = select.PIPE_BUF  # a write this small never blocks once poll says POLLOUT
 MAX_PENDING = 1 << 18  # stop reading a stream while this much output waits for its reader
@@ -111,7 +113,7 @@ class Stream:
             self.out_fd = self.dest
 
     def wipe(self) -> None:
-        self.buf[:] = bytes(len(self.buf))
+        wipe_bytes(self.buf)
         self.masker.wipe()  # type: ignore[attr-defined]
 
     def close(self) -> None:

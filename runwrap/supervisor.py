@@ -30,7 +30,7 @@ from runwrap.child import Plan, check_env, exec_child, exec_error
 from runwrap.durations import format_duration
 from runwrap.errors import EXIT_TIMEOUT, LeaseRevoked
 from runwrap.record import Record
-from runwrap.secret import Secret
+from runwrap.secret import Secret, wipe_bytes
 from runwrap.signals import PR_SET_CHILD_SUBREAPER, SignalFd, die_by, kill, killpg
 from runwrap.streams import Stream, say
 
@@ -460,8 +460,8 @@ class _Supervisor:
             secret.wipe()
         for stream in self.streams:
             stream.wipe()
-        self.stdin_buf[:] = bytes(len(self.stdin_buf))
-        self.to_master[:] = bytes(len(self.to_master))
+        wipe_bytes(self.stdin_buf)
+        wipe_bytes(self.to_master)
 
     def _close_all(self) -> None:
         for stream in self.streams:

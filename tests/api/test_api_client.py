@@ -13,23 +13,10 @@ import pytest
 from runwrap import Client, ConfigError, ConnectionFailed, Credential, Denied, NotFound, RunwrapError, Secret
 from runwrap.errors import UsageError
 from runwrap.testing.listener import RunningListener, runwrap_executable
+from tests.envdump import ENV_DUMPER, read_env_dump
 
 GITHUB_ID = "8b4c5e0a-0000-4000-8000-000000000001"
 TEST_ID = "8b4c5e0a-0000-4000-8000-000000000003"
-
-# A child that writes its exact environment, NUL-separated, to the file named by its argument.
-ENV_DUMPER = (
-    "import os, sys\n"
-    "open(sys.argv[1], 'wb').write(b'\\0'.join(k + b'=' + v for k, v in sorted(os.environb.items())))\n"
-)
-
-
-@pytest.fixture(scope="module")
-def listener() -> Iterator[RunningListener]:
-    with RunningListener() as running:
-        running.pair()
-        yield running
-
 
 @pytest.fixture
 def client(listener: RunningListener) -> Iterator[Client]:
@@ -169,11 +156,6 @@ env:
   set:
     DEPLOY_ENV: production
 """
-
-
-def read_env_dump(path: Path) -> dict[str, str]:
-    pairs = [item.split(b"=", 1) for item in path.read_bytes().split(b"\0") if item]
-    return {k.decode(): v.decode() for k, v in pairs}
 
 
 def test_env_is_exactly_the_environment_the_cli_gives_the_child(client, listener, tmp_path):

@@ -13,12 +13,9 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from runwrap.testing.listener import RunningListener
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.S | re.M)
@@ -36,13 +33,6 @@ def blocks() -> list[tuple[str, str | None, str]]:
 
 
 PROGRAMS = [code for lang, name, code in blocks() if lang == "python" and name is None]
-
-
-@pytest.fixture(scope="module")
-def listener() -> Iterator[RunningListener]:
-    with RunningListener() as running:
-        running.pair()
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,6 @@ def leaked(text: str) -> list[str]:
     return [value for value in VALUES if value in text]
 
 
-@pytest.fixture(scope="module")
-def listener() -> Iterator[RunningListener]:
-    with RunningListener() as running:
-        running.pair()
-        yield running
-
-
 @pytest.fixture
 def cred(listener: RunningListener) -> Iterator[Credential]:
     with listener.client() as client, client.credential(domain="github.com") as credential:

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from runwrap.testing.listener import RunningListener, runwrap_executable
-
-from .conftest import ENV_DUMPER, read_env_dump
+from tests.envdump import ENV_DUMPER, read_env_dump
 
 EXAMPLE = {
     "github.com": ("8b4c5e0a-0000-4000-8000-000000000001", "example", "alligator5"),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runwrap.testing.listener import RunningListener
+from tests.polling import wait_for
 
 PROFILE = "credentials:\n  - domain: github.com\n    env:\n      GH_TOKEN: password\n"
 
@@ -32,12 +33,6 @@ def script(path: Path, text: str) -> Path:
     return path
 
 
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_shebang_runs_script_with_its_arguments(project):

@@ -10,15 +10,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from runwrap.client import Channel
 from runwrap.paths import layout
 from runwrap.store import Connections, load_or_create_identity
 from runwrap.testing.listener import RunningListener, runwrap_executable
+from tests.polling import wait_for
 
 GITHUB_ID = "8b4c5e0a-0000-4000-8000-000000000001"
 EXAMPLE_ID = "8b4c5e0a-0000-4000-8000-000000000002"
@@ -36,15 +34,6 @@ print(json.dumps({"username": "rec", "password": "recorded-secret-value",
 """
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def open_channel(home: Path, timeout: float = 10.0) -> Channel:

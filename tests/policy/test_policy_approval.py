@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from runwrap.testing.listener import RunningListener, runwrap_executable
+from tests.polling import wait_for
 
-from .policy_support import calls_made, recorder, start_listener_in_pane, wait_for
+from .policy_support import calls_made, recorder, start_listener_in_pane
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ import pytest
 from runwrap.credential import Query
 from runwrap.errors import RunwrapError
 from runwrap.testing.listener import RunningListener, runwrap_executable
+from tests.polling import wait_for
 
-from .policy_support import open_channel, wait_for
+from .policy_support import open_channel
 
 FAST = ["--rate", "100000/1m"]
 

@@ -9,8 +9,9 @@ import time
 from runwrap.credential import Query
 from runwrap.errors import RateLimited
 from runwrap.testing.listener import RunningListener
+from tests.polling import wait_for
 
-from .policy_support import open_channel, wait_for
+from .policy_support import open_channel
 
 
 def test_over_the_rate_connect_exits_4_with_the_retry_time_and_exec_125(tmp_path):

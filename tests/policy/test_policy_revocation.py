@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 from runwrap.testing.listener import RunningListener, runwrap_executable
-
-from .policy_support import wait_for
+from tests.polling import wait_for
 
 
 def start_child(running: RunningListener, tmp_path: Path, seconds: int = 60) -> tuple[subprocess.Popen, int]:

@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.polling import wait_for
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 PYTHON = sys.executable
@@ -21,17 +21,6 @@ REPORTER = [PYTHON, str(HELPERS / "reporter.py")]
 MARK = "RUNWRAP_TEST_MARK"
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 10.0,
-             what: str | Callable[[], str] = "a condition") -> Any:
-    """Poll `check` until it returns something true; fail after `timeout` seconds (saying `what`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-        time.sleep(0.01)
 
 
 def marked_pids(mark: str) -> set[int]:

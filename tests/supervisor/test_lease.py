@@ -6,7 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from .supervisor_support import state, wait_for
+from tests.polling import wait_for
+
+from .supervisor_support import state
 
 
 def test_the_end_is_reported_with_status_and_duration(procs, tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from .supervisor_support import PYTHON, wait_for
+from tests.polling import wait_for
+
+from .supervisor_support import PYTHON
 
 SECRET = b"correct-horse-battery-staple"
 

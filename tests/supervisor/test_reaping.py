@@ -7,7 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from .supervisor_support import DRIVER, HELPERS, PYTHON, marked_pids, wait_for
+from tests.polling import wait_for
+
+from .supervisor_support import DRIVER, HELPERS, PYTHON, marked_pids
 
 SCRIPT = r"""
 for i in $(seq 100); do setsid sh -c 'sleep 1000 & exit 0'; done   # double-forked daemons

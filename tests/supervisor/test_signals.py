@@ -10,7 +10,9 @@ import termios
 
 import pytest
 
-from .supervisor_support import pending, state, wait_for
+from tests.polling import wait_for
+
+from .supervisor_support import pending, state
 
 FORWARDED = ["TERM", "HUP", "INT", "QUIT", "USR1", "USR2", "WINCH", "CONT", "ALRM", "TSTP", "TTIN", "TTOU"]
 

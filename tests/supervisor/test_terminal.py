@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .supervisor_support import DRIVER, PYTHON, running, wait_for
+from tests.polling import wait_for
+
+from .supervisor_support import DRIVER, PYTHON, running
 
 SECRET = b"correct-horse-battery-staple"
 

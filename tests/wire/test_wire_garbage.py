@@ -21,6 +21,7 @@ from runwrap.framing import HANDSHAKE_TIMEOUT
 from runwrap.paths import layout
 from runwrap.store import Connections
 from runwrap.testing.listener import RunningListener
+from tests.polling import wait_for
 from tests.wire.wire_kit import (
     LOW_ORDER_POINTS,
     RecordingProxy,
@@ -33,7 +34,6 @@ from tests.wire.wire_kit import (
     served_within,
     split_frames,
     unix,
-    wait_for,
 )
 
 SESSION = framing.preface(framing.MODE_SESSION)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runwrap.testing.listener import runwrap_executable
-from tests.wire.wire_kit import wait_for
+from tests.polling import wait_for
 
 TAG = f"{os.getpid() % 100000}"
 NS_LISTENER, NS_CONSUMER = f"rwl{TAG}", f"rwc{TAG}"

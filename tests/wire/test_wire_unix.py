@@ -15,7 +15,8 @@ import pytest
 from runwrap.paths import layout, private_dir, wrong_modes
 from runwrap.store import load_or_create_identity
 from runwrap.testing.listener import RunningListener
-from tests.wire.wire_kit import fetch, wait_for
+from tests.polling import wait_for
+from tests.wire.wire_kit import fetch
 
 NOBODY = 65534
 # Run as another uid with no capabilities; plain system Python, since the venv may be out of its reach.

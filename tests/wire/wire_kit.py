@@ -12,26 +12,13 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from runwrap import framing, noise_session
 from runwrap.client import Channel
 from runwrap.credential import Query
 from runwrap.paths import layout
 from runwrap.store import Connections, load_or_create_identity
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def fetch(home: Path, domain: str = "github.com", timeout: float = 5.0) -> str:
