@@ -1,8 +1,8 @@
 """The `runwrap` console script.
 
-`runwrap PROFILE -- cmd` (and `exec`, `run`) go down the lean exec path in `runwrap.launch`, which
+`runwrap PROFILE -- cmd` (and `exec`, `run`) go down the lean exec path in `runwrap.run`, which
 never imports typer: it runs in every shebang line and Makefile recipe. Everything else goes to the
-typer application in `runwrap.cli`. `main(argv) -> int` is callable from tests.
+typer application in `runwrap.cli.app`. `main(argv) -> int` is callable from tests.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = args[0] if args else ""
     if not completing and first and (first == "exec" or (first not in COMMANDS and not first.startswith("-"))):
         return _exec(args[1:] if first == "exec" else args, debug)
-    from runwrap.cli import run_app
+    from runwrap.cli.app import run_app
 
     return run_app(args, debug=debug)
 
@@ -40,7 +40,7 @@ _exec_path_ran = False
 
 def _exec(args: list[str], debug: bool) -> int:
     global _exec_path_ran
-    from runwrap import launch
+    from runwrap import run as launch
 
     _exec_path_ran = True
 
@@ -68,7 +68,7 @@ def entry() -> None:
     if _exec_path_ran:
         # Nothing is left to clean up once the child has ended and runwrap's copies are wiped; skip
         # the interpreter's teardown of ~190 modules (~9 ms on every `runwrap PROFILE -- cmd`).
-        from runwrap.signals import flush_stdio
+        from runwrap.supervise.signals import flush_stdio
 
         flush_stdio()
         os._exit(status)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runwrap.client import CONNECT_TIMEOUT, Channel, default_provenance, fetch_profile
+from runwrap.consumer.client import CONNECT_TIMEOUT, Channel, default_provenance, fetch_profile
 from runwrap.credential import FIELDS, Credential, Query
 from runwrap.errors import ConnectionFailed, Denied, NotFound, ProviderError, RateLimited, UsageError
 from runwrap.paths import layout, private_dir
@@ -88,7 +88,8 @@ class Client:
         `connection:` is used unless this client was given one by name, as `--connection` wins on
         the command line.
         """
-        from runwrap import environment, profiles
+        from runwrap import environment
+        from runwrap.profile import lookup as profiles
 
         parent = dict(os.environ if environ is None else environ)
         prof = profiles.find(os.fspath(profile), environ=parent, cwd=Path.cwd())

@@ -4,7 +4,7 @@ Every error carries the one-line message a user should read and the exit status 
 The exec forms (`runwrap PROFILE -- cmd`, `run`) exit with `exit_status`; `connect` exits with
 `connect_status`, which follows Bitwarden's aac (0 ok, 1 error, 2 connection failed,
 3 authentication/handshake/timeout, 4 not found or denied, 5 fingerprint mismatch).
-One place (`runwrap.cli.report`) turns them into stderr text; tracebacks only with --debug.
+One place (`runwrap.errors.report`) turns them into stderr text; tracebacks only with --debug.
 """
 
 from __future__ import annotations

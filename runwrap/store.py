@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runwrap import noise_session
 from runwrap.errors import ConfigError
 from runwrap.paths import Layout, read_private, write_private
 from runwrap.record import Record
+from runwrap.wire import noise_session
 
 
 def fingerprint(public_key: bytes) -> str:
@@ -75,7 +75,7 @@ class Peer(Record):
 def _checked_peer(name: str, entry: dict[str, Any]) -> Peer:
     """A peer from peers.json, which people edit by hand: anything malformed is refused, never widened
     (a missing or `null` scope must not become `*`). TypeError or ValueError otherwise."""
-    from runwrap.policy import check_pattern  # listener-only; keeps the consumer's exec path lean
+    from runwrap.listener.policy import check_pattern  # listener-only; keeps the consumer's exec path lean
 
     peer = Peer(name=name, **{k: v for k, v in entry.items() if k != "name"})
     scope = entry.get("scope")  # required: a missing scope is not read as `*`

@@ -136,7 +136,7 @@ class RunningListener:
         return Client(connection, home=self.home if home is None else home)
 
     def audit_events(self) -> list[dict[str, Any]]:
-        from runwrap.audit import read_events
+        from runwrap.listener.audit import read_events
 
         return list(read_events(self.audit_log))
 

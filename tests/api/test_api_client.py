@@ -197,7 +197,7 @@ def test_env_errors_are_the_clis(client, tmp_path):
 
 def test_import_runwrap_stays_cheap_and_client_is_exported():
     code = ("import sys, runwrap\n"
-            "assert 'runwrap.api' not in sys.modules and 'runwrap.client' not in sys.modules\n"
+            "assert 'runwrap.api' not in sys.modules and 'runwrap.consumer.client' not in sys.modules\n"
             "from runwrap import Client\n"
             "assert Client.__module__ == 'runwrap.api'\n"
             "assert set(runwrap.__all__) <= set(dir(runwrap))\n")

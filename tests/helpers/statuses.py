@@ -11,8 +11,8 @@ import json
 import os
 import sys
 
-from runwrap.command import resolve_command
-from runwrap.supervisor import Launch, run
+from runwrap.supervise.command import resolve_command
+from runwrap.supervise.supervisor import Launch, run
 
 
 def ended(argv: list[str]) -> tuple[str, int]:

@@ -20,11 +20,11 @@ import json
 import os
 import sys
 
-from runwrap.command import resolve_command
 from runwrap.errors import RunwrapError
-from runwrap.hardening import harden
 from runwrap.secret import Secret
-from runwrap.supervisor import Launch, run
+from runwrap.supervise.command import resolve_command
+from runwrap.supervise.hardening import harden
+from runwrap.supervise.supervisor import Launch, run
 
 
 class FifoLease:

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 
-from runwrap.hardening import prctl
-from runwrap.reaper import descendants
-from runwrap.signals import PR_SET_CHILD_SUBREAPER
+from runwrap.supervise.hardening import prctl
+from runwrap.supervise.reaper import descendants
+from runwrap.supervise.signals import PR_SET_CHILD_SUBREAPER
 
 
 def orphans() -> list[list[object]]:

@@ -250,5 +250,6 @@ def test_the_exec_path_loads_nothing_it_does_not_need(listener, tmp_path):
         if "yaml" not in imported or time.monotonic() > deadline:
             break
         time.sleep(0.25)
-    assert "runwrap.supervisor" in imported and "runwrap.noise_session" in imported  # it is the exec path's log
+    # it is the exec path's log
+    assert "runwrap.supervise.supervisor" in imported and "runwrap.wire.noise_session" in imported
     assert sorted(imported & NOT_ON_THE_EXEC_PATH) == []

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runwrap.client import Channel
+from runwrap.consumer.client import Channel
 from runwrap.paths import layout
 from runwrap.store import Connections, load_or_create_identity
 from runwrap.testing.listener import RunningListener, runwrap_executable

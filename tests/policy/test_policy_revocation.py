@@ -27,7 +27,7 @@ def start_child(running: RunningListener, tmp_path: Path, seconds: int = 60) -> 
 
 
 def _leases(running: RunningListener) -> int:
-    from runwrap.client import control
+    from runwrap.consumer.client import control
     from runwrap.paths import layout
 
     return int(sum(control(layout(running.env), {"op": "status"})["leases"].values()))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runwrap import policy
-from runwrap.audit import AuditError, AuditLog, format_row, read_events
 from runwrap.credential import Query
+from runwrap.listener import policy
+from runwrap.listener.audit import AuditError, AuditLog, format_row, read_events
 
 
 @pytest.mark.parametrize(("pattern", "canonical"), [

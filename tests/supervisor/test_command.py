@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runwrap.command import resolve_command
 from runwrap.errors import CannotExecute, CommandNotFound
+from runwrap.supervise.command import resolve_command
 
 
 def script(path: Path, text: str, mode: int = 0o755) -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 from runwrap.errors import RunwrapError
 from runwrap.secret import Secret
-from runwrap.supervisor import Launch, run
+from runwrap.supervise.supervisor import Launch, run
 
 TRICKY = {
     b"HOME": b"/home/someone",

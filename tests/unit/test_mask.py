@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runwrap import mask
-from runwrap.mask import Masker, variants
 from runwrap.secret import Secret
+from runwrap.supervise import mask
+from runwrap.supervise.mask import Masker, variants
 
 TOKEN = b"s3cr3t-Token_value.42"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from runwrap import profiles
 from runwrap.credential import Query
 from runwrap.errors import EXIT_RUNWRAP, ProfileError
-from runwrap.profiles import find, is_path, list_profiles, load, resolve, search_dirs
+from runwrap.profile import lookup as profiles
+from runwrap.profile.lookup import find, is_path, list_profiles, load, resolve, search_dirs
 
 REPO = Path(__file__).resolve().parents[2]
 

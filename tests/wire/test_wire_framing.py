@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from noise.connection import NoiseConnection
 
-from runwrap import framing, messages, noise_session
 from runwrap.errors import PairingFailed, ProtocolError
-from runwrap.pairing import parse_code
 from runwrap.secret import Secret
+from runwrap.wire import framing, messages, noise_session
+from runwrap.wire.pairing import parse_code
 
 
 def session_pair() -> tuple[noise_session.Session, noise_session.Session]:

@@ -15,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runwrap import framing, invites, noise_session, pairing, sessions
 from runwrap.errors import ProtocolError
-from runwrap.listener import Listener, Options
+from runwrap.listener import invites, sessions
+from runwrap.listener.server import Listener, Options
 from runwrap.paths import layout
 from runwrap.providers.example import ExampleProvider
 from runwrap.store import load_or_create_identity
+from runwrap.wire import framing, noise_session, pairing
 
 NO_HANG = 3.0  # each example has EOF behind its bytes, so anything slower than this is a hang
 

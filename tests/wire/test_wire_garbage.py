@@ -14,13 +14,13 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from runwrap import framing
-from runwrap.client import Channel
+from runwrap.consumer.client import Channel
 from runwrap.credential import Query
-from runwrap.framing import HANDSHAKE_TIMEOUT
 from runwrap.paths import layout
 from runwrap.store import Connections
 from runwrap.testing.listener import RunningListener
+from runwrap.wire import framing
+from runwrap.wire.framing import HANDSHAKE_TIMEOUT
 from tests.polling import wait_for
 from tests.wire.wire_kit import (
     LOW_ORDER_POINTS,

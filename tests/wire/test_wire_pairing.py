@@ -15,11 +15,12 @@ import pytest
 from spake2 import SPAKE2_B
 from spake2.spake2 import finalize_SPAKE2
 
-from runwrap import client, framing, noise_session, pairing
+from runwrap.consumer import client
 from runwrap.errors import ConnectionFailed, PairingFailed, ProtocolError
 from runwrap.paths import layout
 from runwrap.store import Connections, Peers, load_or_create_identity
 from runwrap.testing.listener import RunningListener
+from runwrap.wire import framing, noise_session, pairing
 from tests.wire.wire_kit import RecordingProxy, fetch, frame, read_frame, split_frames, unix
 
 DICTIONARY_SIZE = 64

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from runwrap import framing
-from runwrap.client import Channel
+from runwrap.consumer.client import Channel
 from runwrap.errors import FingerprintMismatch, HandshakeFailed
 from runwrap.paths import layout
 from runwrap.store import Connections, Peers
 from runwrap.testing.listener import RunningListener
+from runwrap.wire import framing
 from tests.wire.wire_kit import consumer_private, fetch, frame, ik_message1, listener_public, read_frame, unix
 
 

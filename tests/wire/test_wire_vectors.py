@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from noise.connection import Keypair, NoiseConnection
 
-from runwrap import framing, noise_session
+from runwrap.wire import framing, noise_session
 
 pytestmark = pytest.mark.filterwarnings("ignore:One of ephemeral keypairs:UserWarning")
 

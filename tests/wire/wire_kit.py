@@ -14,11 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-from runwrap import framing, noise_session
-from runwrap.client import Channel
+from runwrap.consumer.client import Channel
 from runwrap.credential import Query
 from runwrap.paths import layout
 from runwrap.store import Connections, load_or_create_identity
+from runwrap.wire import framing, noise_session
 
 
 def fetch(home: Path, domain: str = "github.com", timeout: float = 5.0) -> str:

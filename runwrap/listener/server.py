@@ -1,10 +1,10 @@
 """`runwrap listen`: the process next to the vault that serves single credentials to paired peers.
 
 One asyncio loop serves every connection. A connection starts with a preface naming its mode:
-- session (Noise IK, runwrap.sessions): a paired consumer asks for credentials, and may then hold a
+- session (Noise IK, runwrap.listener.sessions): a paired consumer asks for credentials, and may then hold a
   lease while its child runs; the listener can end the lease at any time (revocation, maximum length);
-- pair (SPAKE2 + Noise NNpsk0, runwrap.invites): a consumer with a one-time code becomes a peer;
-- control (plain JSON, Unix socket, same uid only, runwrap.control): `invite`, `peers revoke`,
+- pair (SPAKE2 + Noise NNpsk0, runwrap.listener.invites): a consumer with a one-time code becomes a peer;
+- control (plain JSON, Unix socket, same uid only, runwrap.listener.control): `invite`, `peers revoke`,
   `peers scope`, status.
 This module binds, accepts, bounds and dispatches connections, keeps the state they share, writes the
 audit log, and shuts down. Any error ends that one connection, never the listener.
@@ -26,14 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runwrap import control, framing, invites, noise_session, policy, sessions
-from runwrap.approval import Approvals
-from runwrap.audit import AuditError, AuditLog
 from runwrap.errors import ProtocolError, RunwrapError
-from runwrap.invites import DEFAULT_INVITE_TTL, Invite
+from runwrap.listener import control, invites, policy, sessions
+from runwrap.listener.approval import Approvals
+from runwrap.listener.audit import AuditError, AuditLog
+from runwrap.listener.invites import DEFAULT_INVITE_TTL, Invite
+from runwrap.listener.sessions import LeaseState
 from runwrap.paths import Layout, private_dir
-from runwrap.sessions import LeaseState
 from runwrap.store import Peers, load_or_create_identity
+from runwrap.wire import framing, noise_session
 
 MAX_CONNECTIONS = 2048
 DEFAULT_RATE = "120/1m"

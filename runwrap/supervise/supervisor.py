@@ -25,14 +25,14 @@ import signal
 import time
 from typing import Protocol
 
-from runwrap import hardening, ptyio, reaper
-from runwrap.child import Plan, check_env, exec_child, exec_error
 from runwrap.durations import format_duration
 from runwrap.errors import EXIT_TIMEOUT, LeaseRevoked
 from runwrap.record import Record
 from runwrap.secret import Secret, wipe_bytes
-from runwrap.signals import PR_SET_CHILD_SUBREAPER, SignalFd, die_by, kill, killpg
-from runwrap.streams import Stream, say
+from runwrap.supervise import hardening, ptyio, reaper
+from runwrap.supervise.child import Plan, check_env, exec_child, exec_error
+from runwrap.supervise.signals import PR_SET_CHILD_SUBREAPER, SignalFd, die_by, kill, killpg
+from runwrap.supervise.streams import Stream, say
 
 # What SPEC says reaches the child, plus the job-control stops.
 FORWARDED = (
@@ -144,7 +144,7 @@ class _Supervisor:
             self.shared_group = stdin_tty
             plan.own_group = not stdin_tty
             return []
-        from runwrap.mask import Masker  # only the masking modes need it
+        from runwrap.supervise.mask import Masker  # only the masking modes need it
 
         for fd in (0, 1, 2):  # a closed stdio fd would be reused by the pipes below
             try:

@@ -13,10 +13,10 @@ import resource
 import signal
 from typing import NoReturn
 
-from runwrap import hardening, ptyio
 from runwrap.environment import MAX_ARG_STRLEN, to_exec_env
 from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
 from runwrap.secret import Secret
+from runwrap.supervise import hardening, ptyio
 
 
 class Plan:

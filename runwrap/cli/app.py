@@ -85,7 +85,7 @@ def _fail(exc: RunwrapError, status: int = 1) -> typer.Exit:
     return typer.Exit(status)
 
 
-# ---- exec forms (real parsing happens in runwrap.launch; these entries give --help and completion) ----
+# ---- exec forms (real parsing happens in runwrap.run; these entries give --help and completion) ----
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              add_help_option=False)
@@ -110,7 +110,7 @@ def run(
     timeout: Annotated[str | None, typer.Option(help="End the command after DUR (exit 124).")] = None,
 ) -> None:
     """Run CMD with one item's fields as variables (aac's flags): runwrap run --domain D --env VAR=FIELD -- CMD"""
-    from runwrap import launch
+    from runwrap import run as launch
     from runwrap.durations import parse_duration
 
     command = list(ctx.args)
@@ -172,7 +172,7 @@ def pair(
     name: Annotated[str | None, typer.Option(help="A name for this connection.")] = None,
 ) -> None:
     """Pair this consumer with a listener using a one-time code."""
-    from runwrap.client import pair as do_pair
+    from runwrap.consumer.client import pair as do_pair
     from runwrap.store import fingerprint
 
     lay = _layout()
@@ -240,8 +240,8 @@ def listen(
     """Serve credentials from a vault to paired consumers."""
     import getpass
 
-    from runwrap import listener as listener_mod
     from runwrap.durations import parse_duration, parse_rate
+    from runwrap.listener import server as listener_mod
     from runwrap.providers import CachingProvider, load
 
     try:
@@ -300,7 +300,7 @@ def invite(
     output: Annotated[Output, typer.Option()] = Output.text,
 ) -> None:
     """Ask the running local listener for a one-time pairing code."""
-    from runwrap.client import control
+    from runwrap.consumer.client import control
     from runwrap.durations import parse_duration
 
     try:
@@ -350,10 +350,10 @@ def peers_scope(name: str, patterns: Annotated[list[str], typer.Argument(help="N
 
 def _peer_change(request: dict[str, Any]) -> None:
     """Through the running listener if there is one (so it acts at once), else on the files."""
-    from runwrap import policy
-    from runwrap.audit import AuditLog
-    from runwrap.client import control
+    from runwrap.consumer.client import control
     from runwrap.errors import ConnectionFailed
+    from runwrap.listener import policy
+    from runwrap.listener.audit import AuditLog
     from runwrap.store import Peers, fingerprint
 
     lay = _layout()
@@ -400,7 +400,7 @@ def audit(
     file: Annotated[Path | None, typer.Option(help="Read this audit log instead of the default.")] = None,
 ) -> None:
     """Show the listener's audit log, oldest first (a torn last line from a crash is skipped)."""
-    from runwrap.audit import COLUMNS, format_row, parse_line
+    from runwrap.listener.audit import COLUMNS, format_row, parse_line
 
     path = file or _layout().audit_log
     events: list[dict[str, Any]] = []
@@ -437,7 +437,7 @@ def _follow(path: Path, output: Output, offset: int, widths: list[int]) -> None:
     """Print events as they are appended, like `tail -F`: follows a rotated or recreated file."""
     import os
 
-    from runwrap.audit import format_row, parse_line
+    from runwrap.listener.audit import format_row, parse_line
 
     identity: tuple[int, int] | None = None
     pending = b""
@@ -482,7 +482,7 @@ def profiles_list() -> None:
     """Every profile runwrap can find, first hit per name."""
     import os
 
-    from runwrap import profiles
+    from runwrap.profile import lookup as profiles
 
     rows = [[name, str(path), desc] for name, path, desc in profiles.list_profiles(os.environ, Path.cwd())]
     _table(["NAME", "PATH", "DESCRIPTION"], rows, empty="no profiles found")
@@ -491,7 +491,7 @@ def profiles_list() -> None:
 def _find_profile(name: str) -> Any:
     import os
 
-    from runwrap import profiles
+    from runwrap.profile import lookup as profiles
 
     try:
         return profiles.find(name, environ=os.environ, cwd=Path.cwd())
@@ -536,7 +536,7 @@ def profiles_check(name: str) -> None:
 @app.command()
 def doctor() -> None:
     """Providers and whether each works here, file modes, the listener and the connections."""
-    from runwrap.client import control
+    from runwrap.consumer.client import control
     from runwrap.paths import wrong_modes
     from runwrap.providers import available
 

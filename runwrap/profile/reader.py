@@ -1,7 +1,7 @@
 """The YAML side of profiles: parse one file and check every value where it stands.
 
 Imported only when a profile has to be parsed (yaml alone costs 20-30 ms to import; see
-`runwrap.profiles`). The file is composed, not loaded, so every value keeps its line and its text
+`runwrap.profile.lookup`). The file is composed, not loaded, so every value keeps its line and its text
 as written: `NO: username` stays the variable NO (not the boolean false), and `PORT: 8080` in
 env.set is refused with a request to quote it instead of quietly becoming "8080". The first
 problem found is reported as `FILE:LINE: what is wrong — what to change`.
@@ -20,7 +20,7 @@ from runwrap.credential import FIELDS, Query
 from runwrap.durations import parse_duration
 from runwrap.environment import is_valid_name, quote_name
 from runwrap.errors import ProfileError
-from runwrap.profiles import CredentialSpec, Profile, name_of
+from runwrap.profile.lookup import CredentialSpec, Profile, name_of
 
 TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "timeout", "kill_grace")
 CREDENTIAL_KEYS = ("domain", "id", "env")

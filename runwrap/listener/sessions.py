@@ -15,16 +15,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runwrap import approval, framing, messages, noise_session, policy
-from runwrap.audit import AuditError
 from runwrap.credential import FIELDS, Item, Query
 from runwrap.durations import format_duration
 from runwrap.errors import NotFound, ProtocolError, ProviderError, RunwrapError
+from runwrap.listener import approval, policy
+from runwrap.listener.audit import AuditError
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.store import Peer, Peers, fingerprint
+from runwrap.wire import framing, messages, noise_session
 
 if TYPE_CHECKING:
-    from runwrap.listener import Listener
+    from runwrap.listener.server import Listener
 
 REQUEST_IDLE_TIMEOUT = 60.0
 

@@ -2,7 +2,7 @@
 
 Plain JSON, one request and one reply per connection: `invite`, `revoke`, `scope`, `status`. It
 needs no Noise: only the Unix socket accepts it, and the kernel vouches that the caller runs under
-the listener's own uid (SO_PEERCRED, checked in runwrap.listener).
+the listener's own uid (SO_PEERCRED, checked in runwrap.listener.server).
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from runwrap import framing, policy
-from runwrap.audit import AuditError
 from runwrap.errors import ProtocolError, RunwrapError
-from runwrap.invites import DEFAULT_INVITE_TTL
-from runwrap.sessions import end_lease, peer_fp
+from runwrap.listener import policy
+from runwrap.listener.audit import AuditError
+from runwrap.listener.invites import DEFAULT_INVITE_TTL
+from runwrap.listener.sessions import end_lease, peer_fp
 from runwrap.store import Peer
+from runwrap.wire import framing
 
 if TYPE_CHECKING:
     import asyncio
 
-    from runwrap.listener import Listener
+    from runwrap.listener.server import Listener
 
 
 async def serve(listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

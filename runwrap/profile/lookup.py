@@ -5,7 +5,7 @@ A profile is a YAML file (SPEC "Profiles"). Lookup, first hit wins: a path (a na
 $XDG_CONFIG_HOME/runwrap/profiles/. A bad profile is refused before any credential is asked for,
 with one line: `FILE:LINE: what is wrong — what to change`.
 
-Parsing and checking live in `runwrap.profile_yaml`. yaml costs 20-30 ms to import, more than
+Parsing and checking live in `runwrap.profile.reader`. yaml costs 20-30 ms to import, more than
 the rest of the exec path, so that module is imported only on a cache miss. `find` keeps valid
 profiles, once parsed, in a private cache (0700 folder, 0600 files) keyed on the file's device,
 inode, size, mtime and ctime, and writes an entry only for a file whose ctime is old enough that a
@@ -210,7 +210,7 @@ def load(path: Path, *, cache: Path | None = None) -> Profile:
         data = file.read(MAX_PROFILE_BYTES + 1)
     if len(data) > MAX_PROFILE_BYTES:
         raise ProfileError(f"{shown}: larger than {MAX_PROFILE_BYTES} bytes — a profile is a short YAML file")
-    from runwrap.profile_yaml import parse  # yaml, only on a miss
+    from runwrap.profile.reader import parse  # yaml, only on a miss
 
     profile = parse(data, path, shown)
     # Racy-git rule: a file changed less than 2 s ago could change again within the same ctime tick.
@@ -232,7 +232,7 @@ def _stamp() -> list[int]:
     """This module's own version: an upgrade or an edit of the checks above retires every entry."""
     if not _code_stamp:
         _code_stamp.append(_CACHE_FORMAT)
-        for source in (__file__, os.path.join(os.path.dirname(__file__), "profile_yaml.py")):
+        for source in (__file__, os.path.join(os.path.dirname(__file__), "reader.py")):
             try:
                 info = os.stat(source)
                 _code_stamp.extend([info.st_mtime_ns, info.st_size])

@@ -18,7 +18,7 @@ from runwrap.durations import format_duration
 
 if TYPE_CHECKING:
     from runwrap.credential import Query
-    from runwrap.listener import Listener
+    from runwrap.listener.server import Listener
 
 
 @dataclass

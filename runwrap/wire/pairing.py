@@ -5,7 +5,7 @@ meant (sent in the clear), then 8 characters from a 31-letter alphabet (~40 bits
 the SPAKE2 password. SPAKE2 gives both sides the same key only if they typed the same code, and a
 recorded exchange gives an eavesdropper nothing to test guesses against offline; an active attacker
 gets one guess per run, and one wrong run burns the invite. The key is stretched with HKDF over the
-transcript into the PSK of `Noise_NNpsk0` (runwrap.noise_session); the listener's static key travels
+transcript into the PSK of `Noise_NNpsk0` (runwrap.wire.noise_session); the listener's static key travels
 in its message 2, and an IK run bound to the NNpsk0 handshake hash then proves both static keys
 before either side pins the other's (docs/protocol.md, "Pairing").
 """

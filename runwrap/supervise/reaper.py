@@ -12,8 +12,8 @@ import select
 import signal
 import time
 
-from runwrap.signals import SignalFd, kill
-from runwrap.streams import say
+from runwrap.supervise.signals import SignalFd, kill
+from runwrap.supervise.streams import say
 
 STUCK_AFTER_KILL = 30.0  # give up on processes that survive SIGKILL this long (D state)
 

@@ -115,14 +115,14 @@ def parse_exec_args(argv: Sequence[str]) -> ExecArgs:
 
 
 def provenance(command: Sequence[str], profile: str) -> dict[str, object]:
-    from runwrap.client import default_provenance
+    from runwrap.consumer.client import default_provenance
 
     return default_provenance(command[0], profile)
 
 
 def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> int:
-    from runwrap import profiles
-    from runwrap.hardening import harden
+    from runwrap.profile import lookup as profiles
+    from runwrap.supervise.hardening import harden
 
     harden()
     parent = dict(os.environ if environ is None else environ)
@@ -141,8 +141,8 @@ def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> in
 def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
     from runwrap import environment
     from runwrap.credential import Query
-    from runwrap.hardening import harden
-    from runwrap.profiles import CredentialSpec
+    from runwrap.profile.lookup import CredentialSpec
+    from runwrap.supervise.hardening import harden
 
     harden()
     parent = dict(os.environ if environ is None else environ)
@@ -178,11 +178,12 @@ def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping
             parent: Mapping[str, str], command: list[str], connection: str | None, mask: bool,
             timeout: float | None, kill_grace: float | None, profile_name: str,
             optional_fields: bool = False) -> int:
-    from runwrap import environment, supervisor
+    from runwrap import environment
     from runwrap.api import Client
-    from runwrap.client import fetch_profile
-    from runwrap.command import resolve_command
+    from runwrap.consumer.client import fetch_profile
     from runwrap.secret import Secret
+    from runwrap.supervise import supervisor
+    from runwrap.supervise.command import resolve_command
 
     child_path = _child_path(inherit, set_, parent)
     resolved = resolve_command(command[0], child_path)
@@ -223,7 +224,7 @@ def _child_path(inherit: Sequence[str] | None, set_: Mapping[str, str], parent: 
 
 def _dry_run(profile: object, command: list[str], parent: Mapping[str, str]) -> int:
     """Show what would happen, asking the listener for nothing."""
-    from runwrap.command import resolve_command
+    from runwrap.supervise.command import resolve_command
 
     child_path = _child_path(profile.inherit, profile.set, parent)  # type: ignore[attr-defined]
     resolved = resolve_command(command[0], child_path)

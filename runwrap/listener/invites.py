@@ -1,6 +1,6 @@
 """Invites and pair mode: the listener's side of pairing, where a one-time code becomes a peer.
 
-The code format and the PAKE are runwrap.pairing's; here the listener keeps its table of open
+The code format and the PAKE are runwrap.wire.pairing's; here the listener keeps its table of open
 invites, burns each one on first use, and limits how fast pairings may fail, so a code can be
 guessed once per invite and a few times a minute at most (docs/protocol.md, "Pairing").
 """
@@ -13,15 +13,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runwrap import framing, messages, noise_session, pairing, policy
-from runwrap.audit import AuditError
 from runwrap.errors import ProtocolError
+from runwrap.listener import policy
+from runwrap.listener.audit import AuditError
 from runwrap.store import fingerprint
+from runwrap.wire import framing, messages, noise_session, pairing
 
 if TYPE_CHECKING:
     import asyncio
 
-    from runwrap.listener import Listener
+    from runwrap.listener.server import Listener
 
 PAIR_FAILURES_PER_MINUTE = 5
 DEFAULT_INVITE_TTL = 300.0

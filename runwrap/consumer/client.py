@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runwrap import framing, messages, noise_session
 from runwrap.credential import FIELDS, Credential, Query
 from runwrap.errors import (
     ConfigError,
@@ -31,6 +30,7 @@ from runwrap.errors import (
 from runwrap.paths import Layout
 from runwrap.secret import Secret
 from runwrap.store import Connection, Connections, load_or_create_identity
+from runwrap.wire import framing, messages, noise_session
 
 CONNECT_TIMEOUT = 10.0
 PAIR_TIMEOUT = 30.0
@@ -197,7 +197,7 @@ def pair(code: str, address: str, name: str | None, lay: Layout) -> Connection:
     run bound to that handshake's hash, which proves both static keys -> names exchanged inside it.
     Nothing is written on this side unless every step verified (docs/protocol.md, "Pairing").
     """
-    from runwrap import pairing  # spake2 costs ~30 ms to import; only pairing needs it
+    from runwrap.wire import pairing  # spake2 costs ~30 ms to import; only pairing needs it
 
     nameplate, code = pairing.parse_code(code)
     private = load_or_create_identity(lay.consumer_key)

@@ -21,7 +21,7 @@ from runwrap.secret import Secret, wipe_bytes
 _HEADER_LEN = struct.Struct(">H")
 
 # Message types. Consumer -> listener: request, hold, lease_end. Listener -> consumer: credential,
-# error, revoke. Control connections use plain JSON frames (see runwrap.control).
+# error, revoke. Control connections use plain JSON frames (see runwrap.listener.control).
 REQUEST = "request"
 HOLD = "hold"
 LEASE_END = "lease_end"
