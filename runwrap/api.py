@@ -1,9 +1,10 @@
 """The public API: `from runwrap import Client` (docs/api.md).
 
-The CLI's `connect`, `run` and `PROFILE -- cmd` go through `Client`, so programs that embed runwrap
-get exactly the lookups, pairing and errors the command line has: the connection is picked the same
-way, the same Noise session carries the requests, and failures are the same `RunwrapError`s with the
-same `exit_status` and `connect_status`.
+`runwrap connect` goes through `Client`, and `Client.env` runs the exec path's own pipeline
+(`runwrap.run`: profile -> request -> fetch -> environment), so programs that embed runwrap get
+exactly the lookups, pairing and errors the command line has: the connection is picked the same way
+(`Endpoint.pick`), the same Noise session carries the requests, and failures are the same
+`RunwrapError`s with the same `exit_status` and `connect_status`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runwrap.consumer.client import CONNECT_TIMEOUT, Channel, default_provenance, fetch_profile
+from runwrap.consumer.client import CONNECT_TIMEOUT, Channel, Endpoint, default_provenance
 from runwrap.credential import FIELDS, Credential, Query
 from runwrap.errors import ConnectionFailed, Denied, NotFound, ProviderError, RateLimited, UsageError
-from runwrap.paths import layout, private_dir
+from runwrap.paths import layout
 from runwrap.secret import Secret
-from runwrap.store import Connections, load_or_create_identity
 
 __all__ = ["Client"]
 
@@ -47,16 +47,15 @@ class Client:
         environ = dict(os.environ) if self._home is None else {**os.environ, "RUNWRAP_HOME": self._home}
         self.layout = layout(environ)
         self._named = connection
-        self.connection = Connections(self.layout.connections).pick(connection)
+        self._endpoint = Endpoint.pick(self.layout, connection)
+        self.connection = self._endpoint.connection
         self.timeout = timeout
-        private_dir(self.layout.config)
-        self._private = load_or_create_identity(self.layout.consumer_key)
         self._channel: Channel | None = None
 
     def open(self) -> Channel:
         """The session, opened on first use and reused for later requests."""
         if self._channel is None:
-            self._channel = Channel.open(self.connection, self._private, self.timeout)
+            self._channel = self._endpoint.open(self.timeout)
         return self._channel
 
     def credential(self, domain: str | None = None, id: str | None = None, *,
@@ -88,23 +87,19 @@ class Client:
         `connection:` is used unless this client was given one by name, as `--connection` wins on
         the command line.
         """
-        from runwrap import environment
-        from runwrap.profile import lookup as profiles
+        from runwrap.profile import lookup
+        from runwrap.run import Request, claim_for, fetch_env
 
         parent = dict(os.environ if environ is None else environ)
-        prof = profiles.find(os.fspath(profile), environ=parent, cwd=Path.cwd())
-        claim = default_provenance(self._argv0(), profile=prof.name)
+        prof = lookup.find(os.fspath(profile), environ=parent, cwd=Path.cwd())
+        request = Request.of_profile(prof)
+        claim = claim_for(self._argv0() or "", request)
         if prof.connection and self._named is None and prof.connection != self.connection.name:
             with Client(prof.connection, home=self._home, timeout=self.timeout) as other:
-                injected = other._on_session(lambda channel: fetch_profile(channel, prof, claim))
+                env, _ = other._on_session(lambda channel: fetch_env(channel, request, parent, claim))
         else:
-            injected = self._on_session(lambda channel: fetch_profile(channel, prof, claim))
-        try:
-            return environment.build(parent, prof.inherit, prof.set, injected)
-        except BaseException:
-            for value in injected.values():
-                value.wipe()
-            raise
+            env, _ = self._on_session(lambda channel: fetch_env(channel, request, parent, claim))
+        return env
 
     def close(self) -> None:
         """Close the session; the client opens a new one if asked again."""

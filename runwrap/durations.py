@@ -1,8 +1,9 @@
-"""Durations as users write them: `30`, `500ms`, `5s`, `10m`, `2h`, `1d`, or `1h30m`."""
+"""Durations as users write them (`30`, `500ms`, `5s`, `10m`, `2h`, `1d`, `1h30m`), and time stamps."""
 
 from __future__ import annotations
 
 import re
+import time
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -53,3 +54,8 @@ def parse_rate(text: str) -> tuple[int, float]:
     if seconds <= 0:
         raise ValueError(f"not a rate: {text!r} (the period must be longer than zero)")
     return int(count), seconds
+
+
+def rfc3339(epoch: float | None = None) -> str:
+    """UTC time as RFC 3339 with a `Z`, to the second (now when `epoch` is None)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

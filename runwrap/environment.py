@@ -113,20 +113,35 @@ def build(
     `injected` are kept as they are, not copied. Raises RunwrapError (exit 125) for anything
     execve would refuse; the message names the variable and where it came from.
     """
-    patterns = DEFAULT_INHERIT if inherit is None else tuple(inherit)
-    env: dict[str, str | Secret] = {}
-    origin: dict[str, str] = {}
-    for name, value in parent.items():
-        if any(fnmatchcase(name, pattern) for pattern in patterns):
-            env[name], origin[name] = value, "inherited"
+    env: dict[str, str | Secret] = dict(base(parent, inherit, {}))
+    origin = dict.fromkeys(env, "inherited")
     for name, value in set_.items():
         env[name], origin[name] = value, "env.set"
     for name, secret in injected.items():
         env[name], origin[name] = secret, "a credential"
 
+    check(env, origin)
+    return env
+
+
+def base(parent: Mapping[str, str], inherit: Sequence[str] | None, set_: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment before any credential: what it inherits, then `set_` (unchecked).
+
+    What the command is resolved against (its PATH), and what `--dry-run` shows.
+    """
+    patterns = DEFAULT_INHERIT if inherit is None else tuple(inherit)
+    env = {name: value for name, value in parent.items() if any(fnmatchcase(name, p) for p in patterns)}
+    env.update(set_)
+    return env
+
+
+def check(env: Mapping[str, str | Secret], origin: Mapping[str, str] | None = None) -> None:
+    """Refuse, before any child starts, what execve would refuse or cut; `origin` names where each
+    variable came from ("inherited" names are not held to the strict shell-name rule)."""
     total, largest, largest_size = 0, "", 0
     for name, entry in env.items():
-        size = _check(name, entry, origin[name], strict_name=origin[name] != "inherited")
+        where = origin.get(name, "the environment") if origin is not None else "the environment"
+        size = _check(name, entry, where, strict_name=where not in ("inherited", "the environment"))
         total += size + _POINTER
         if size > largest_size:
             largest, largest_size = name, size
@@ -137,7 +152,6 @@ def build(
             f"the child's environment would take {total} bytes, too near the system limit of"
             f" {arg_max} (ARG_MAX) — inherit or set fewer variables (the largest is {quote_name(largest)})"
         )
-    return env
 
 
 def env_all(prefix: str = "AAC_") -> dict[str, str]:

@@ -12,6 +12,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from runwrap.errors import ConfigError
 from runwrap.record import FrozenRecord
@@ -139,6 +140,22 @@ def read_private(path: Path) -> bytes | None:
                 f"{path} has mode {stat.S_IMODE(info.st_mode):o}; run `chmod 600 {path}` (it holds keys)"
             )
         return handle.read()
+
+
+def read_private_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    """A private JSON object file (see read_private), or `default` if it does not exist."""
+    import json
+
+    data = read_private(path)
+    if data is None:
+        return default
+    try:
+        loaded = json.loads(data)
+    except ValueError:
+        raise ConfigError(f"{path} is not valid JSON; fix or remove it") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} is not a runwrap file; fix or remove it")
+    return loaded
 
 
 def wrong_modes(lay: Layout) -> list[str]:

@@ -12,10 +12,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from runwrap import environment
 from runwrap.errors import RunwrapError, UsageError
-from runwrap.record import Record
+from runwrap.profile.model import CredentialSpec, Profile
+from runwrap.record import FrozenRecord, Record
+from runwrap.secret import Secret
+
+if TYPE_CHECKING:
+    from runwrap.consumer.client import Channel
 
 USAGE = ("usage: runwrap PROFILE [--connection NAME] [--no-mask] [--timeout DUR] [--dry-run] -- CMD [ARG...]\n"
          "       see `runwrap --help`")
@@ -114,34 +120,92 @@ def parse_exec_args(argv: Sequence[str]) -> ExecArgs:
     return parsed
 
 
-def provenance(command: Sequence[str], profile: str) -> dict[str, object]:
+class Request(FrozenRecord):
+    """What to fetch and how the child's environment is made: a profile's, or `run`'s one item."""
+
+    __slots__ = ("credentials", "inherit", "name", "optional_fields", "set", "source")
+    credentials: tuple[CredentialSpec, ...]
+    source: str  # where the specs come from, for messages: a profile's path, or "<command line>"
+    name: str  # the profile's name, for the listener's audit log ("" for `run`)
+    inherit: tuple[str, ...] | None  # None: the default allow-list
+    set: Mapping[str, str]
+    optional_fields: bool  # `run --env-all`: a field the item lacks sets no variable
+
+    def __init__(self, credentials: tuple[CredentialSpec, ...], *, source: str, name: str = "",
+                 inherit: tuple[str, ...] | None = None, set: Mapping[str, str] | None = None,
+                 optional_fields: bool = False) -> None:
+        self._init(credentials=credentials, source=source, name=name, inherit=inherit,
+                   set={} if set is None else set, optional_fields=optional_fields)
+
+    @classmethod
+    def of_profile(cls, profile: Profile) -> Request:
+        return cls(profile.credentials, source=str(profile.path), name=profile.name, inherit=profile.inherit,
+                   set=profile.set)
+
+
+class Child(Record):
+    """The resolved command, the child's exact environment, and the secrets in it, held once."""
+
+    __slots__ = ("argv", "env", "secrets")
+
+    def __init__(self, argv: list[str], env: dict[str, str | Secret], secrets: tuple[Secret, ...]) -> None:
+        self.argv = argv
+        self.env = env
+        self.secrets = secrets
+
+    def wipe(self) -> None:
+        for secret in self.secrets:
+            secret.wipe()
+
+
+def resolve(request: Request, command: Sequence[str], parent: Mapping[str, str]) -> list[str]:
+    """argv with argv[0] found on the PATH the child will have, as its exec would find it."""
+    from runwrap.supervise.command import resolve_command
+
+    path = environment.base(parent, request.inherit, request.set).get("PATH")
+    return [resolve_command(command[0], path), *command[1:]]
+
+
+def fetch_env(channel: Channel, request: Request, parent: Mapping[str, str], claim: Mapping[str, object]
+              ) -> tuple[dict[str, str | Secret], tuple[Secret, ...]]:
+    """The child's environment with the request's credentials in it, and those secrets (to wipe)."""
+    from runwrap.consumer.client import fetch
+
+    injected = fetch(channel, request.credentials, request.source, claim, optional=request.optional_fields)
+    try:
+        return environment.build(parent, request.inherit, request.set, injected), tuple(injected.values())
+    except BaseException:
+        for value in injected.values():
+            value.wipe()
+        raise
+
+
+def claim_for(argv0: str, request: Request) -> dict[str, object]:
     from runwrap.consumer.client import default_provenance
 
-    return default_provenance(command[0], profile)
+    return default_provenance(argv0, request.name)
 
+
+# ---- the exec forms ----
 
 def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> int:
-    from runwrap.profile import lookup as profiles
+    from runwrap.profile import lookup
     from runwrap.supervise.hardening import harden
 
     harden()
     parent = dict(os.environ if environ is None else environ)
-    profile = profiles.find(args.profile, environ=parent, cwd=Path.cwd())
-    mask = profile.mask if args.mask is None else args.mask
-    timeout = args.timeout if args.timeout is not None else profile.timeout
+    profile = lookup.find(args.profile, environ=parent, cwd=Path.cwd())
+    request = Request.of_profile(profile)
     if args.dry_run:
-        return _dry_run(profile, args.command, parent)
-    return _launch(
-        credentials=profile, inherit=profile.inherit, set_=profile.set, parent=parent,
-        command=args.command, connection=args.connection or profile.connection, mask=mask,
-        timeout=timeout, kill_grace=profile.kill_grace, profile_name=profile.name,
-    )
+        return _dry_run(profile, request, args.command, parent)
+    return launch(request, args.command, parent, connection=args.connection or profile.connection,
+                  mask=profile.mask if args.mask is None else args.mask,
+                  timeout=args.timeout if args.timeout is not None else profile.timeout,
+                  kill_grace=profile.kill_grace)
 
 
 def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
-    from runwrap import environment
     from runwrap.credential import Query
-    from runwrap.profile.lookup import CredentialSpec
     from runwrap.supervise.hardening import harden
 
     harden()
@@ -156,84 +220,50 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
         mapping = environment.parse_env_flags(args.env)
     else:
         raise UsageError("name the variables: --env VAR=FIELD (repeatable) or --env-all [--prefix AAC_]")
-    spec = CredentialSpec(query=query, env=mapping, line=0)
-    inherit = tuple(environment.DEFAULT_INHERIT) + tuple(args.keep_env)
-    return _launch(
-        credentials=_Synthetic((spec,)), inherit=inherit, set_={}, parent=parent, command=args.command,
-        connection=args.connection, mask=args.mask, timeout=args.timeout, kill_grace=None,
-        profile_name="", optional_fields=args.env_all,
-    )
+    request = Request((CredentialSpec(query=query, env=mapping, line=0),), source="<command line>",
+                      inherit=(*environment.DEFAULT_INHERIT, *args.keep_env), optional_fields=args.env_all)
+    return launch(request, args.command, parent, connection=args.connection, mask=args.mask,
+                  timeout=args.timeout, kill_grace=None)
 
 
-class _Synthetic:
-    """The one-item "profile" of `runwrap run`."""
+def launch(request: Request, command: list[str], parent: Mapping[str, str], *, connection: str | None,
+           mask: bool, timeout: float | None, kill_grace: float | None) -> int:
+    """Resolve the command, fetch, hold the lease, and supervise the child; its exit status.
 
-    def __init__(self, credentials: tuple[object, ...]) -> None:
-        self.credentials = credentials
-        self.path = Path("<command line>")
-        self.name = ""
-
-
-def _launch(*, credentials: object, inherit: Sequence[str] | None, set_: Mapping[str, str],
-            parent: Mapping[str, str], command: list[str], connection: str | None, mask: bool,
-            timeout: float | None, kill_grace: float | None, profile_name: str,
-            optional_fields: bool = False) -> int:
-    from runwrap import environment
-    from runwrap.api import Client
-    from runwrap.consumer.client import fetch_profile
-    from runwrap.secret import Secret
+    In this order, so a missing command never fetches a secret and a failed fetch never starts a
+    child; whatever was fetched is wiped on every way out.
+    """
+    from runwrap.consumer.client import Endpoint
+    from runwrap.paths import layout
     from runwrap.supervise import supervisor
-    from runwrap.supervise.command import resolve_command
 
-    child_path = _child_path(inherit, set_, parent)
-    resolved = resolve_command(command[0], child_path)
-    client = Client(connection)
-    injected: dict[str, Secret] = {}
+    argv = resolve(request, command, parent)
+    channel = Endpoint.pick(layout(parent), connection).open()
+    secrets: tuple[Secret, ...] = ()
     try:
-        channel = client.open()
-        claim = provenance(command, profile_name)
-        injected = fetch_profile(channel, credentials, claim, optional=optional_fields)
-        env = environment.build(parent, inherit, set_, injected)
+        claim = claim_for(command[0], request)
+        env, secrets = fetch_env(channel, request, parent, claim)
         lease = channel.hold(claim)
     except BaseException:
-        for value in injected.values():
+        for value in secrets:
             value.wipe()
-        client.close()
+        channel.close()
         raise
-    launch = supervisor.Launch(
-        argv=[resolved, *command[1:]], env=env, mask_values=list(injected.values()), mask=mask,
-        timeout=timeout, kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease,
-        wipe=list(injected.values()),
-    )
-    return supervisor.run(launch)
+    child = Child(argv, env, secrets)
+    return supervisor.run(supervisor.Launch(
+        argv=child.argv, env=child.env, secrets=child.secrets, mask=mask, timeout=timeout,
+        kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease))
 
 
-def _child_path(inherit: Sequence[str] | None, set_: Mapping[str, str], parent: Mapping[str, str]) -> str | None:
-    """The PATH the child will see, to resolve the command the way its exec would."""
-    from fnmatch import fnmatchcase
-
-    from runwrap.environment import DEFAULT_INHERIT
-
-    if "PATH" in set_:
-        return set_["PATH"]
-    patterns = DEFAULT_INHERIT if inherit is None else inherit
-    if any(fnmatchcase("PATH", p) for p in patterns):
-        return parent.get("PATH")
-    return None
-
-
-def _dry_run(profile: object, command: list[str], parent: Mapping[str, str]) -> int:
+def _dry_run(profile: Profile, request: Request, command: list[str], parent: Mapping[str, str]) -> int:
     """Show what would happen, asking the listener for nothing."""
-    from runwrap.supervise.command import resolve_command
-
-    child_path = _child_path(profile.inherit, profile.set, parent)  # type: ignore[attr-defined]
-    resolved = resolve_command(command[0], child_path)
+    argv = resolve(request, command, parent)
     out = sys.stdout
-    out.write(f"profile: {profile.name} ({profile.path})\n")  # type: ignore[attr-defined]
-    for spec in profile.credentials:  # type: ignore[attr-defined]
+    out.write(f"profile: {profile.name} ({profile.path})\n")
+    for spec in request.credentials:
         names = ", ".join(f"{var}={fld}" for var, fld in spec.env.items())
         out.write(f"would ask for {spec.query}: {names}\n")
-    out.write(f"would run: {resolved} {' '.join(command[1:])}\n".rstrip() + "\n")
+    out.write(f"would run: {' '.join(argv)}\n")
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from collections.abc import Iterable
 from typing import NoReturn
 
 _BYTES_HEADER = sys.getsizeof(b"") - 1  # offset of ob_sval inside a PyBytesObject
@@ -98,11 +97,3 @@ class Secret:
 
     def __exit__(self, *exc: object) -> None:
         self.wipe()
-
-
-def wipe_all(secrets: Iterable[Secret | bytearray | bytes | None]) -> None:
-    for item in secrets:
-        if isinstance(item, Secret):
-            item.wipe()
-        else:
-            wipe_bytes(item)

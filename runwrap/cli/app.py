@@ -172,7 +172,7 @@ def pair(
     name: Annotated[str | None, typer.Option(help="A name for this connection.")] = None,
 ) -> None:
     """Pair this consumer with a listener using a one-time code."""
-    from runwrap.consumer.client import pair as do_pair
+    from runwrap.consumer.pairing import pair as do_pair
     from runwrap.store import fingerprint
 
     lay = _layout()

@@ -1,8 +1,9 @@
-"""The consumer's side of the wire: pairing, sessions, requests and leases.
+"""The consumer's side of a session: the Noise IK channel, its requests, and the lease it holds.
 
-The public API over this is `runwrap.api.Client` (`from runwrap import Client`); the CLI's
-`connect`, `run` and `PROFILE -- cmd` use it, so there is one implementation of lookup, pairing and
-errors. Everything here is blocking and single-threaded, so the exec path can fork safely afterwards.
+The exec path (`runwrap.run`) and the public `runwrap.api.Client` both open channels through an
+`Endpoint` and fetch through `fetch`, so there is one implementation of lookup and errors. Pairing
+is `runwrap.consumer.pairing`. Everything here is blocking and single-threaded, so the exec path can
+fork safely afterwards.
 """
 
 from __future__ import annotations
@@ -11,62 +12,31 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runwrap.consumer.connections import Connection, Connections
 from runwrap.credential import FIELDS, Credential, Query
 from runwrap.errors import (
-    ConfigError,
-    ConnectionFailed,
     FingerprintMismatch,
     HandshakeFailed,
     LeaseRevoked,
-    PairingFailed,
     ProtocolError,
     RunwrapError,
     from_code,
 )
-from runwrap.paths import Layout
+from runwrap.paths import Layout, private_dir
+from runwrap.profile.model import CredentialSpec
 from runwrap.secret import Secret
-from runwrap.store import Connection, Connections, load_or_create_identity
 from runwrap.wire import framing, messages, noise_session
+from runwrap.wire.address import connect
+from runwrap.wire.identity import load_or_create_identity
 
 CONNECT_TIMEOUT = 10.0
-PAIR_TIMEOUT = 30.0
 # A request may wait minutes for an approval with nothing on the wire; TCP keepalive is what notices
-# a listener whose host or link went away, in about KEEPIDLE + KEEPINTVL * KEEPCNT seconds.
-KEEPIDLE, KEEPINTVL, KEEPCNT = 5, 2, 3
-
-
-def parse_address(address: str) -> tuple[str, Any]:
-    """`unix:/path` or `tcp:host:port` (a bare path means unix)."""
-    if address.startswith("tcp:"):
-        host, sep, port = address[4:].rpartition(":")
-        if not sep or not port.isdigit() or not host:
-            raise ConfigError(f"not an address: {address!r} (use tcp:HOST:PORT or unix:PATH)")
-        return "tcp", (host.strip("[]"), int(port))
-    path = address[5:] if address.startswith("unix:") else address
-    if not path:
-        raise ConfigError(f"not an address: {address!r} (use tcp:HOST:PORT or unix:PATH)")
-    return "unix", path
-
-
-def open_socket(address: str, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
-    kind, target = parse_address(address)
-    family = socket.AF_UNIX if kind == "unix" else socket.AF_INET6 if ":" in target[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(target)
-    except OSError as exc:
-        sock.close()
-        why = exc.strerror or type(exc).__name__
-        raise ConnectionFailed(f"cannot reach the listener at {address}: {why}; is `runwrap listen` running?") from None
-    if kind == "tcp":
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        framing.set_keepalive(sock, KEEPIDLE, KEEPINTVL, KEEPCNT)
-    return sock
+# a listener whose host or link went away, in about idle + interval * count seconds.
+KEEPALIVE = (5, 2, 3)  # idle, interval, count
 
 
 class Channel:
@@ -80,7 +50,7 @@ class Channel:
 
     @classmethod
     def open(cls, conn: Connection, private: bytes, timeout: float = CONNECT_TIMEOUT) -> Channel:
-        sock = open_socket(conn.address, timeout)
+        sock = connect(conn.address, timeout, KEEPALIVE)
         try:
             deadline = time.monotonic() + timeout
             handshake = noise_session.initiator_ik(private, conn.public_bytes)
@@ -88,7 +58,7 @@ class Channel:
             framing.send_frame(sock, handshake.write(b""))
             answer = framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME)
             if answer[:1] == framing.REJECT:
-                code, message = _reject_reason(answer)
+                code, message = framing.reject_reason(answer)
                 if code == "cannot_decrypt":
                     raise FingerprintMismatch(
                         f"the listener at {conn.address} does not hold the key pinned for connection "
@@ -180,90 +150,10 @@ class HeldLease:
             self.channel.close()
 
 
-def _reject_reason(answer: bytes) -> tuple[str, str]:
-    try:
-        body = json.loads(answer[1:])
-        return str(body.get("code", "")), str(body.get("message", "refused"))
-    except (ValueError, AttributeError):
-        return "", "refused"
-
-
-# ---- pairing and control ----
-
-def pair(code: str, address: str, name: str | None, lay: Layout) -> Connection:
-    """Pair with the listener at `address` using a one-time code; pins its key as a connection.
-
-    SPAKE2 on the code -> PSK of Noise_NNpsk0 (the listener's static key in its message 2) -> an IK
-    run bound to that handshake's hash, which proves both static keys -> names exchanged inside it.
-    Nothing is written on this side unless every step verified (docs/protocol.md, "Pairing").
-    """
-    from runwrap.wire import pairing  # spake2 costs ~30 ms to import; only pairing needs it
-
-    nameplate, code = pairing.parse_code(code)
-    private = load_or_create_identity(lay.consumer_key)
-    sock = open_socket(address)
-    try:
-        deadline = time.monotonic() + PAIR_TIMEOUT
-        pake = pairing.Pake(code, listener=False)
-        sock.sendall(framing.preface(framing.MODE_PAIR))
-        framing.send_frame(sock, json.dumps({"nameplate": nameplate, "msg": pake.message.hex()}).encode())
-        listener_msg = _accepted(framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME))
-        transcript = pairing.transcript(nameplate, pake.message, listener_msg)
-        handshake = noise_session.initiator_pair(pake.finish(listener_msg, transcript), transcript)
-        framing.send_frame(sock, handshake.write())
-        answer = _accepted(framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME))
-        try:
-            listener_key = handshake.read(answer)
-        except ProtocolError:
-            raise PairingFailed("the other side does not know this code; it is not your listener") from None
-        if len(listener_key) != noise_session.KEY_LEN:
-            raise ProtocolError("the listener's pairing answer is malformed")
-        confirm = noise_session.initiator_confirm(private, listener_key, handshake.handshake_hash)
-        framing.send_frame(sock, confirm.write())
-        answer = _accepted(framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME))
-        try:
-            if confirm.read(answer):
-                raise ProtocolError("unexpected payload")
-        except ProtocolError:
-            raise PairingFailed("the listener could not prove it holds the key it sent; nothing was pinned") from None
-        session = confirm.session()
-        proposed = name or socket.gethostname() or "consumer"
-        framing.send_frame(sock, session.encrypt(messages.encode({"type": "pair", "name": proposed})))
-        header, _ = messages.decode(session.decrypt(framing.recv_frame(sock, deadline=deadline)))
-        if header.get("type") != "paired":
-            raise ProtocolError("the listener's pairing answer is malformed")
-    finally:
-        sock.close()
-    connections = Connections(lay.connections)
-    conn_name = name or _connection_name(address, connections)
-    return connections.add(conn_name, address, listener_key)
-
-
-def _accepted(answer: bytes) -> bytes:
-    """The body of a pairing answer that starts with ACCEPT; PairingFailed with the reason otherwise."""
-    if answer[:1] == framing.REJECT:
-        raise PairingFailed(f"pairing refused: {_reject_reason(answer)[1]}")
-    if answer[:1] != framing.ACCEPT:
-        raise ProtocolError("the listener's answer is not runwrap's protocol")
-    return answer[1:]
-
-
-def _connection_name(address: str, connections: Connections) -> str:
-    for conn in connections.by_name.values():
-        if conn.address == address:
-            return conn.name
-    base = "local" if address.startswith("unix:") else address.split(":")[1]
-    name, n = base, 1
-    while name in connections.by_name:
-        n += 1
-        name = f"{base}-{n}"
-    return name
-
-
 def control(lay: Layout, request: Mapping[str, Any], socket_path: Path | None = None) -> dict[str, Any]:
     """Ask the local listener to do something (invite, revoke, scope, status)."""
     path = socket_path or lay.socket
-    sock = open_socket(f"unix:{path}", 5.0)
+    sock = connect(f"unix:{path}", 5.0)
     try:
         sock.sendall(framing.preface(framing.MODE_CONTROL))
         framing.send_frame(sock, json.dumps(dict(request)).encode())
@@ -283,24 +173,25 @@ def default_provenance(argv0: str | None = None, profile: str | None = None) -> 
             "profile": profile or "", "cwd": os.path.basename(os.getcwd())}
 
 
-def fetch_profile(channel: Channel, profile: Any, provenance: Mapping[str, Any], *,
-                  optional: bool = False) -> dict[str, Secret]:
-    """Every variable a profile names, from one session; the listener is asked only for named fields.
+def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, provenance: Mapping[str, Any], *,
+          optional: bool = False) -> dict[str, Secret]:
+    """Every variable `specs` name, from one session; the listener is asked only for named fields.
 
-    A field the item lacks is an error naming the profile's line, unless `optional` (`run --env-all`:
-    an item with no TOTP or notes simply sets no such variable). On any failure nothing is returned
-    and every value fetched so far is wiped.
+    `source` is where the specs came from (a profile's path), for messages. A field the item lacks
+    is an error naming the spec's line, unless `optional` (`run --env-all`: an item with no TOTP or
+    notes simply sets no such variable). On any failure nothing is returned and every value fetched
+    so far is wiped.
     """
     injected: dict[str, Secret] = {}
     try:
-        for spec in profile.credentials:
+        for spec in specs:
             cred = channel.request(spec.query, sorted(set(spec.env.values())), provenance)
             try:
                 for var, field in spec.env.items():
                     if field in cred:
                         injected[var] = Secret(cred[field].buffer)
                     elif not optional:
-                        raise RunwrapError(f"{profile.path}:{spec.line}: the item for {spec.query} has no "
+                        raise RunwrapError(f"{source}:{spec.line}: the item for {spec.query} has no "
                                            f"{field} value; remove {var} or pick another field")
             finally:
                 cred.wipe()
@@ -309,3 +200,24 @@ def fetch_profile(channel: Channel, profile: Any, provenance: Mapping[str, Any],
             value.wipe()
         raise
     return injected
+
+
+class Endpoint:
+    """A paired listener and this consumer's key: what it takes to open a `Channel`."""
+
+    def __init__(self, connection: Connection, private: bytes) -> None:
+        self.connection = connection
+        self._private = private
+
+    @classmethod
+    def pick(cls, lay: Layout, name: str | None) -> Endpoint:
+        """The named connection, else the only one, else the default (ConfigError if unpaired)."""
+        connection = Connections(lay.connections).pick(name)
+        private_dir(lay.config)
+        return cls(connection, load_or_create_identity(lay.consumer_key))
+
+    def open(self, timeout: float = CONNECT_TIMEOUT) -> Channel:
+        return Channel.open(self.connection, self._private, timeout)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.connection.name!r} at {self.connection.address})"

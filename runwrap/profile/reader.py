@@ -20,7 +20,7 @@ from runwrap.credential import FIELDS, Query
 from runwrap.durations import parse_duration
 from runwrap.environment import is_valid_name, quote_name
 from runwrap.errors import ProfileError
-from runwrap.profile.lookup import CredentialSpec, Profile, name_of
+from runwrap.profile.model import CredentialSpec, Profile, name_of
 
 TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "timeout", "kill_grace")
 CREDENTIAL_KEYS = ("domain", "id", "env")

@@ -34,9 +34,12 @@ BUILTINS = {
 }
 
 
-def _import(target: str) -> object:
+def _import(target: str) -> type[Provider]:
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise TypeError(f"{target} is not a Provider")
+    return cls
 
 
 def available() -> dict[str, type[Provider]]:
@@ -44,7 +47,7 @@ def available() -> dict[str, type[Provider]]:
     found: dict[str, type[Provider]] = {}
     for name, target in BUILTINS.items():
         try:
-            found[name] = _import(target)  # type: ignore[assignment]
+            found[name] = _import(target)
         except Exception as exc:  # a bug, but doctor must still list the others
             log.error("built-in provider %s could not be imported: %s", name, exc)
     for ep in sorted(entry_points(group=GROUP), key=lambda ep: ep.name):

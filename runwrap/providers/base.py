@@ -1,6 +1,6 @@
 """The provider boundary: what a vault backend is, and how a query picks one of its items.
 
-A provider is shaped like a keyring backend: a class with a `name` and a `priority`, a class method
+A provider is shaped like a keyring backend: a class with a `name`, a class method
 that says why it cannot work on this machine (or `None`), and instances that answer one query at a
 time with an `Item`. Everything a third-party tool or library can raise is translated into
 `NotFound` or `ProviderError` inside the provider's own module, with a message that names the
@@ -32,7 +32,6 @@ class Provider:
     """A vault backend. Subclasses set `name`, document their `options`, and implement `lookup`."""
 
     name: ClassVar[str]
-    priority: ClassVar[float] = 1.0
     # Option name -> one line of help; `--provider-option KEY=VALUE` with another key is refused.
     options: ClassVar[Mapping[str, str]] = {}
 
@@ -98,10 +97,10 @@ def choose(
     best_len = -1
     for candidate in candidates:
         # The longest matching host of this candidate is how specific its match is.
-        lengths = [len(host_of(h)) for h in hosts_of(candidate) if h and host_matches(h, domain)]
-        if not lengths:
+        host = most_specific(hosts_of(candidate), domain)
+        if host is None:
             continue
-        length = max(lengths)
+        length = len(host)
         if length > best_len:
             best, best_len = [candidate], length
         elif length == best_len:
@@ -111,6 +110,22 @@ def choose(
     if len(best) > 1:
         raise ambiguous(domain, [id_of(c) for c in best])
     return best[0]
+
+
+def most_specific(hosts: Iterable[str], domain: str | None) -> str | None:
+    """The longest of `hosts` (URIs or host names) that is `domain` or a parent of it; None if none is."""
+    best: str | None = None
+    for entry in hosts:
+        host = host_of(entry)
+        if host and domain and host_matches(host, domain) and (best is None or len(host) > len(best)):
+            best = host
+    return best
+
+
+def item_domain(hosts: Iterable[str], query: Query) -> str:
+    """The domain an item reports: the most specific of its hosts that served `query`, else its first."""
+    listed = [host_of(h) for h in hosts]
+    return most_specific(listed, query.domain) or next((h for h in listed if h), "")
 
 
 def ambiguous(domain: str, ids: list[str]) -> ProviderError:

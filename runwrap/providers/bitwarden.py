@@ -29,7 +29,6 @@ item}`, `{"success": false, "message": "Not found."}`; an item is `{"object": "i
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import json
 import logging
@@ -45,9 +44,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from runwrap.credential import Item, Query, host_matches, host_of
+from runwrap.credential import Item, Query
 from runwrap.errors import NotFound, ProviderError, RunwrapError
-from runwrap.providers.base import Provider, choose
+from runwrap.providers.base import Provider, choose, item_domain
 from runwrap.secret import Secret, wipe_bytes
 
 log = logging.getLogger("runwrap")
@@ -75,14 +74,12 @@ KEEP_ENV = (
     "no_proxy",
 )
 PASSWORD_VARIABLE = "RUNWRAP_BW_PASSWORD"  # noqa: S105 (a variable name, not a value)
-_PR_SET_PDEATHSIG = 1
 
 
 class BitwardenProvider(Provider):
     """Reads a Bitwarden vault through `bw`; see the module docstring."""
 
     name = "bitwarden"
-    priority = 2.0
     options = {
         "serve": "unix (default): a private `bw serve` on a Unix socket; tcp: on 127.0.0.1; off: `bw get` per lookup",
         "timeout": f"seconds one `bw` call may take (default {DEFAULT_TIMEOUT:g})",
@@ -241,11 +238,9 @@ def item_from_json(item: dict[str, Any], query: Query) -> Item:
     """An Item from a CipherResponse object."""
     login = item.get("login") or {}
     uris = item_uris(item)
-    hosts = [host_of(u) for u in uris]
-    matching = sorted((h for h in hosts if query.domain and host_matches(h, query.domain)), key=len)[::-1]
     return Item(
         credential_id=str(item.get("id", "")),
-        domain=(matching or hosts or [""])[0],
+        domain=item_domain(uris, query),
         username=login.get("username") or "",
         password=Secret(login.get("password") or ""),
         totp_secret=Secret(login["totp"]) if login.get("totp") else None,
@@ -376,7 +371,9 @@ def _free_port() -> int:
 
 def _die_with_parent() -> None:
     # If the listener is killed outright, bw serve (an unlocked vault on a socket) goes with it.
+    from runwrap.linux import PR_SET_PDEATHSIG, prctl
+
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
         pass

@@ -37,7 +37,6 @@ class CommandProvider(Provider):
     """Runs a program of the user's per lookup; see the module docstring for the protocol."""
 
     name = "command"
-    priority = 0.5
     options = {
         "command": "the program and its arguments (shlex-split, no shell); gets the query as JSON on stdin",
         "timeout": f"seconds a lookup may take (default {DEFAULT_TIMEOUT:g})",

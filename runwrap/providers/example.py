@@ -18,7 +18,6 @@ class ExampleProvider(Provider):
     """Always usable; holds no real secrets."""
 
     name = "example"
-    priority = 0.1  # never the one to pick when a real vault is there
 
     def lookup(self, query: Query) -> Item:
         domain, credential_id, username, password, seed = choose(

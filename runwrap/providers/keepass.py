@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runwrap.credential import Item, Query, host_matches, host_of
+from runwrap.credential import Item, Query, host_of
 from runwrap.errors import ProviderError
-from runwrap.providers.base import Provider, choose
+from runwrap.providers.base import Provider, choose, item_domain
 from runwrap.secret import Secret
 
 EXTRA_URL_PREFIX = "KP2A_URL"
@@ -148,12 +148,9 @@ def _entry_urls(entry: Any) -> list[str]:
 
 def _item(entry: Any, query: Query) -> Item:
     seed = entry.otp or entry.get_custom_property(LEGACY_TOTP_ATTRIBUTE)
-    hosts = [host_of(url) for url in _entry_urls(entry)]
-    # The domain reported is the most specific of the entry's hosts that served the query.
-    matching = sorted((h for h in hosts if query.domain and host_matches(h, query.domain)), key=len)[::-1]
     return Item(
         credential_id=_entry_id(entry),
-        domain=(matching or hosts or [""])[0],
+        domain=item_domain(_entry_urls(entry), query),
         username=entry.username or "",
         password=Secret(entry.password or ""),
         totp_secret=Secret(seed) if seed else None,

@@ -13,7 +13,7 @@ import resource
 import signal
 from typing import NoReturn
 
-from runwrap.environment import MAX_ARG_STRLEN, to_exec_env
+from runwrap.environment import to_exec_env
 from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
 from runwrap.secret import Secret
 from runwrap.supervise import hardening, ptyio
@@ -27,21 +27,6 @@ class Plan:
         self.own_group = False
         self.pty_slave: int | None = None
         self.ignored = ignored
-
-
-def check_env(env: dict[str, str | Secret]) -> None:
-    """Refuse what execve cannot carry, before the child starts (without copying secret values)."""
-    for name, value in env.items():
-        if not name or "=" in name or "\0" in name:
-            raise RunwrapError(f"cannot pass the variable {name!r}: a name must be non-empty, "
-                               "without '=' or NUL")
-        size = len(value) if isinstance(value, Secret) else len(os.fsencode(value))
-        has_nul = 0 in value.buffer if isinstance(value, Secret) else "\0" in value
-        if has_nul:
-            raise RunwrapError(f"the value of {name} contains a NUL byte, which no environment can carry")
-        if len(os.fsencode(name)) + 2 + size > MAX_ARG_STRLEN:
-            raise RunwrapError(f"the value of {name} is {size} bytes; one environment entry can "
-                               f"hold at most {MAX_ARG_STRLEN - 2 - len(name)}")
 
 
 def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report: int) -> NoReturn:

@@ -12,28 +12,12 @@ execs, and the forked child (`child`) restores the core limit runwrap was starte
 
 from __future__ import annotations
 
-import ctypes
-import os
 import resource
 
-PR_SET_DUMPABLE = 4
-PR_GET_DUMPABLE = 3
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.prctl.restype = ctypes.c_int
+from runwrap.linux import PR_SET_DUMPABLE, prctl
 
 # The core limit runwrap was started with, before harden() lowered it; None until harden() ran.
 original_core_limit: tuple[int, int] | None = None
-
-
-def prctl(option: int, arg: int = 0) -> int:
-    """prctl(2) with one argument; OSError on failure."""
-    result = _libc.prctl(option, arg, 0, 0, 0)
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
-    return int(result)
 
 
 def harden() -> None:
@@ -44,7 +28,3 @@ def harden() -> None:
         original_core_limit = resource.getrlimit(resource.RLIMIT_CORE)
     # Only the soft limit: lowering the hard one too would stop the child from getting its limit back.
     resource.setrlimit(resource.RLIMIT_CORE, (0, original_core_limit[1]))
-
-
-def is_dumpable() -> bool:
-    return prctl(PR_GET_DUMPABLE) != 0

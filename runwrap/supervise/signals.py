@@ -1,6 +1,6 @@
-"""signalfd and prctl through ctypes, and the small signal helpers the supervisor shares.
+"""signalfd through ctypes, and the small signal helpers the supervisor shares.
 
-The standard library has neither signalfd nor PR_SET_CHILD_SUBREAPER. Reading blocked signals from
+The standard library has no signalfd. Reading blocked signals from
 an fd lets the supervisor wait for signals, output, stdin, the lease and a deadline in one poll, and
 it sees each signal's sender (a terminal key or kill()), which a Python signal handler does not.
 """
@@ -15,7 +15,8 @@ import sys
 from collections.abc import Iterator
 from typing import NoReturn
 
-PR_SET_CHILD_SUBREAPER = 36
+from runwrap.linux import libc
+
 SFD_CLOEXEC = os.O_CLOEXEC
 SFD_NONBLOCK = os.O_NONBLOCK
 _SIGINFO = struct.Struct("IiiI")  # ssi_signo, ssi_errno, ssi_code, ssi_pid of signalfd_siginfo
@@ -26,7 +27,7 @@ class _SigSet(ctypes.Structure):
     _fields_ = [("val", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = libc  # runwrap.linux: one handle on libc for the whole process
 _libc.signalfd.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.c_int]
 _libc.sigaddset.argtypes = [ctypes.POINTER(_SigSet), ctypes.c_int]
 

@@ -10,8 +10,12 @@ import errno
 import os
 import select
 import stat
+from typing import TYPE_CHECKING
 
 from runwrap.secret import wipe_bytes
+
+if TYPE_CHECKING:  # the Masker is made by the supervisor, only when masking is on
+    from runwrap.supervise.mask import Masker
 
 READ_SIZE = 65536
 WRITE_CHUNK = select.PIPE_BUF  # a write this small never blocks once poll says POLLOUT
@@ -21,7 +25,7 @@ MAX_PENDING = 1 << 18  # stop reading a stream while this much output waits for 
 class Stream:
     """One output stream of the child, read into a reused buffer and masked on its way out."""
 
-    def __init__(self, src: int, dest: int, masker: object) -> None:
+    def __init__(self, src: int, dest: int, masker: Masker) -> None:
         self.src: int | None = src
         self.dest = dest
         self.masker = masker
@@ -52,12 +56,12 @@ class Stream:
                 raise
             n = 0
         if n == 0:
-            self.out += self.masker.flush()  # type: ignore[attr-defined]
+            self.out += self.masker.flush()
             self._close_src()
             return
         # The read buffer itself, bounded by n: no copy of the raw output is made (a slice would be
         # one more to wipe), and the buffer is wiped when the stream closes.
-        self.out += self.masker.feed(self.buf, n)  # type: ignore[attr-defined]
+        self.out += self.masker.feed(self.buf, n)
 
     def drain(self) -> None:
         """Everything the child wrote before it exited (descendants may keep writing; not waited for)."""
@@ -71,7 +75,7 @@ class Stream:
                 except OSError:
                     break
         if self.src is not None:
-            self.out += self.masker.flush()  # type: ignore[attr-defined]
+            self.out += self.masker.flush()
             self._close_src()
 
     def write(self, block: bool = False) -> None:
@@ -114,7 +118,7 @@ class Stream:
 
     def wipe(self) -> None:
         wipe_bytes(self.buf)
-        self.masker.wipe()  # type: ignore[attr-defined]
+        self.masker.wipe()
 
     def close(self) -> None:
         self._close_src()

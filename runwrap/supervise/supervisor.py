@@ -25,13 +25,15 @@ import signal
 import time
 from typing import Protocol
 
+from runwrap import environment
 from runwrap.durations import format_duration
 from runwrap.errors import EXIT_TIMEOUT, LeaseRevoked
+from runwrap.linux import PR_SET_CHILD_SUBREAPER, prctl
 from runwrap.record import Record
 from runwrap.secret import Secret, wipe_bytes
-from runwrap.supervise import hardening, ptyio, reaper
-from runwrap.supervise.child import Plan, check_env, exec_child, exec_error
-from runwrap.supervise.signals import PR_SET_CHILD_SUBREAPER, SignalFd, die_by, kill, killpg
+from runwrap.supervise import ptyio, reaper
+from runwrap.supervise.child import Plan, exec_child, exec_error
+from runwrap.supervise.signals import SignalFd, die_by, kill, killpg
 from runwrap.supervise.streams import Stream, say
 
 # What SPEC says reaches the child, plus the job-control stops.
@@ -57,26 +59,25 @@ class Lease(Protocol):
 class Launch(Record):
     """What to run and how: the one argument of `run`."""
 
-    __slots__ = ("argv", "env", "kill_grace", "lease", "mask", "mask_values", "timeout", "wipe")
+    __slots__ = ("argv", "env", "kill_grace", "lease", "mask", "secrets", "timeout")
 
-    def __init__(self, argv: list[str], env: dict[str, str | Secret], mask_values: list[Secret] | None = None,
+    def __init__(self, argv: list[str], env: dict[str, str | Secret], secrets: tuple[Secret, ...] = (),
                  mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
-                 lease: Lease | None = None, wipe: list[Secret] | None = None) -> None:
+                 lease: Lease | None = None) -> None:
         self.argv = argv  # argv[0] already resolved by command.resolve_command
         self.env = env  # the child's exact environment
-        self.mask_values = [] if mask_values is None else mask_values
+        self.secrets = secrets  # every injected value, once: masked in the output, zeroed at the end
         self.mask = mask
         self.timeout = timeout
         self.kill_grace = kill_grace
         self.lease = lease
-        self.wipe = [] if wipe is None else wipe  # zeroed when the child ends
 
 
 # ---- the supervisor ----
 
 def run(launch: Launch) -> int:
     """Run and supervise the child; its exit status (or 124 on timeout), or die by its signal."""
-    check_env(launch.env)
+    environment.check(launch.env)  # the boundary where execve happens; the messages name the variable
     return _Supervisor(launch).run()
 
 
@@ -110,7 +111,7 @@ class _Supervisor:
                         if signal.getsignal(s) == signal.SIG_IGN)
         plan = Plan(ignored=ignored)
         child_ends = self._plan_io(plan)
-        hardening.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
         self.sigfd = SignalFd((*FORWARDED, signal.SIGCHLD))
         try:
@@ -140,7 +141,7 @@ class _Supervisor:
         """Open the pipes or pty for the chosen mode; returns the fds the parent closes after fork."""
         launch = self.launch
         stdin_tty = os.isatty(0)
-        if not launch.mask or not launch.mask_values:
+        if not launch.mask or not launch.secrets:
             self.shared_group = stdin_tty
             plan.own_group = not stdin_tty
             return []
@@ -153,7 +154,7 @@ class _Supervisor:
                 os.open(os.devnull, os.O_RDWR)
 
         def masker() -> Masker:
-            return Masker(launch.mask_values)
+            return Masker(launch.secrets)
 
         first = masker()
         if first.short_values:
@@ -237,7 +238,8 @@ class _Supervisor:
             wanted[self.master] = wanted.get(self.master, 0) | select.POLLOUT
         if self.stdin_open and not self.to_master:
             wanted[0] = wanted.get(0, 0) | select.POLLIN
-        lease_fd = self.launch.lease.fileno() if self.launch.lease is not None else -1
+        lease = self.launch.lease
+        lease_fd = lease.fileno() if lease is not None else -1
         if lease_fd >= 0 and self.revoked is None and not self.lease_done:
             wanted[lease_fd] = wanted.get(lease_fd, 0) | select.POLLIN
         for fd, events in wanted.items():
@@ -254,8 +256,8 @@ class _Supervisor:
             self._write_master()
         if self.stdin_open and ready.get(0, 0):
             self._read_stdin()
-        if lease_fd >= 0 and lease_fd in ready and self.revoked is None and not self.lease_done:
-            reason = self.launch.lease.poll_revoked()  # type: ignore[union-attr]
+        if lease is not None and lease_fd in ready and self.revoked is None and not self.lease_done:
+            reason = lease.poll_revoked()
             if reason is not None:
                 self._revoke(reason)
             elif ready[lease_fd] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
@@ -416,8 +418,9 @@ class _Supervisor:
         self._write_master()
 
     def _write_master(self) -> None:
+        assert self.master is not None  # only called in pty mode
         try:
-            sent = os.write(self.master, self.to_master)  # type: ignore[arg-type]
+            sent = os.write(self.master, self.to_master)
         except BlockingIOError:
             return
         except OSError:
@@ -455,8 +458,7 @@ class _Supervisor:
 
     def _wipe(self) -> None:
         launch = self.launch
-        for secret in (*launch.wipe, *launch.mask_values,
-                       *(v for v in launch.env.values() if isinstance(v, Secret))):
+        for secret in (*launch.secrets, *(v for v in launch.env.values() if isinstance(v, Secret))):
             secret.wipe()
         for stream in self.streams:
             stream.wipe()

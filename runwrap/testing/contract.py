@@ -99,9 +99,13 @@ class ProviderContract:
         reason = type(provider).unusable_reason()
         assert reason is None or (isinstance(reason, str) and reason.strip())
 
-    def test_has_a_name(self, provider: Provider) -> None:
-        assert isinstance(type(provider).name, str) and type(provider).name
-        assert isinstance(type(provider).priority, (int, float))
+    def test_is_found_by_its_name(self, provider: Provider) -> None:
+        # `runwrap listen --provider NAME` must load this very class (built in, or by entry point).
+        from runwrap.providers import available
+
+        name = type(provider).name
+        assert isinstance(name, str) and name
+        assert issubclass(type(provider), available()[name])
 
     def test_close_is_idempotent(self, provider: Provider) -> None:
         provider.close()

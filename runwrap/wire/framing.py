@@ -117,6 +117,17 @@ def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> 
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
+def reject_reason(answer: bytes) -> tuple[str, str]:
+    """The (code, message) of a REJECT answer to a handshake; ("", "refused") if it has none."""
+    import json
+
+    try:
+        body = json.loads(answer[1:])
+        return str(body.get("code", "")), str(body.get("message", "refused"))
+    except (ValueError, AttributeError):
+        return "", "refused"
+
+
 # ---- asyncio side (listener) ----
 
 def _budget(timeout: float | None, deadline: float | None) -> float | None:

@@ -27,7 +27,6 @@ try:  # hashlib's own module; `import hashlib` would also load OpenSSL's libcryp
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2s
 
-PROTOCOL_VERSION = 1
 IK = b"Noise_IK_25519_ChaChaPoly_BLAKE2s"
 NNPSK0 = b"Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s"
 PROLOGUE_SESSION = b"runwrap/1 session"

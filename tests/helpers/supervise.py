@@ -109,9 +109,9 @@ def main(argv: list[str]) -> int:
     try:
         path = env.get("PATH")
         resolved = resolve_command(command[0], path if isinstance(path, str) else None)
-        launch = Launch(argv=[resolved, *command[1:]], env=env, mask_values=list(secrets), mask=args.mask,
+        launch = Launch(argv=[resolved, *command[1:]], env=env, secrets=tuple(secrets), mask=args.mask,
                         timeout=args.timeout, kill_grace=args.kill_grace,
-                        lease=FifoLease(args.lease) if args.lease else None, wipe=list(secrets))
+                        lease=FifoLease(args.lease) if args.lease else None)
         return run(launch)
     except RunwrapError as exc:
         for secret in secrets:

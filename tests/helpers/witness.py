@@ -17,9 +17,8 @@ import subprocess
 import sys
 import time
 
-from runwrap.supervise.hardening import prctl
+from runwrap.linux import PR_SET_CHILD_SUBREAPER, prctl
 from runwrap.supervise.reaper import descendants
-from runwrap.supervise.signals import PR_SET_CHILD_SUBREAPER
 
 
 def orphans() -> list[list[object]]:

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from runwrap.consumer.client import Channel
+from runwrap.consumer.connections import Connections
 from runwrap.paths import layout
-from runwrap.store import Connections, load_or_create_identity
 from runwrap.testing.listener import RunningListener, runwrap_executable
+from runwrap.wire.identity import load_or_create_identity
 from tests.polling import wait_for
 
 GITHUB_ID = "8b4c5e0a-0000-4000-8000-000000000001"

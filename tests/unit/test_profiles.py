@@ -12,7 +12,8 @@ import pytest
 
 from runwrap.credential import Query
 from runwrap.errors import EXIT_RUNWRAP, ProfileError
-from runwrap.profile import lookup as profiles
+from runwrap.profile import cache as profile_cache
+from runwrap.profile import lookup
 from runwrap.profile.lookup import find, is_path, list_profiles, load, resolve, search_dirs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -482,7 +483,7 @@ def test_not_utf8(here):
 
 def test_too_large(here):
     path = here / "profiles" / "deploy.yaml"
-    path.write_bytes(b"#" * (profiles.MAX_PROFILE_BYTES + 1))
+    path.write_bytes(b"#" * (lookup.MAX_PROFILE_BYTES + 1))
     with pytest.raises(
         ProfileError, match=r"^profiles/deploy\.yaml: larger than .* a profile is a short YAML file"
     ):
@@ -666,7 +667,7 @@ def test_a_fresh_file_is_not_cached(tmp_path):
 
 @pytest.fixture
 def settled(monkeypatch):
-    monkeypatch.setattr(profiles, "_SETTLE_NS", 0)
+    monkeypatch.setattr(profile_cache, "_SETTLE_NS", 0)
 
 
 def test_cache_hit_and_every_change_misses(tmp_path, settled):

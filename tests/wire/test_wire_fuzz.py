@@ -20,8 +20,8 @@ from runwrap.listener import invites, sessions
 from runwrap.listener.server import Listener, Options
 from runwrap.paths import layout
 from runwrap.providers.example import ExampleProvider
-from runwrap.store import load_or_create_identity
 from runwrap.wire import framing, noise_session, pairing
+from runwrap.wire.identity import load_or_create_identity
 
 NO_HANG = 3.0  # each example has EOF behind its bytes, so anything slower than this is a hang
 

@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 from runwrap.consumer.client import Channel
+from runwrap.consumer.connections import Connections
 from runwrap.credential import Query
 from runwrap.paths import layout
-from runwrap.store import Connections
 from runwrap.testing.listener import RunningListener
 from runwrap.wire import framing
 from runwrap.wire.framing import HANDSHAKE_TIMEOUT

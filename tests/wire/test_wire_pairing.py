@@ -15,7 +15,7 @@ import pytest
 from spake2 import SPAKE2_B
 from spake2.spake2 import finalize_SPAKE2
 
-from runwrap.consumer import client
+from runwrap.consumer.pairing import pair
 from runwrap.errors import ConnectionFailed, PairingFailed, ProtocolError
 from runwrap.paths import layout
 from runwrap.store import Connections, Peers, load_or_create_identity
@@ -74,7 +74,7 @@ def transcript_guess_opens_message1(frames_up: list[bytes], frames_down: list[by
 def test_a_recorded_pairing_gives_no_way_to_test_guesses(fresh: RunningListener, tmp_path: Path) -> None:
     invite = fresh.invite(name="recorded")
     proxy = RecordingProxy(tmp_path / "proxy.sock", fresh.socket)
-    conn = client.pair(invite["code"], f"unix:{proxy.path}", "recorded", lay(fresh.home))
+    conn = pair(invite["code"], f"unix:{proxy.path}", "recorded", lay(fresh.home))
     proxy.close()
     conns = Connections(fresh.home / "connections.json")
     conns.by_name["recorded"].address = f"unix:{fresh.socket}"  # past the proxy, which is gone
@@ -163,7 +163,7 @@ def test_a_rogue_listener_learns_only_whether_its_one_guess_was_right(tmp_path: 
     rogue = RogueListener(tmp_path / "rogue.sock", guess)
     home = tmp_path / "consumer"
     with pytest.raises((ConnectionFailed, PairingFailed)):
-        client.pair(code, f"unix:{rogue.server.getsockname()}", "victim", lay(home))
+        pair(code, f"unix:{rogue.server.getsockname()}", "victim", lay(home))
     rogue.thread.join(10)
     assert not (home / "connections.json").exists(), "the consumer pinned a key of a listener that did not finish"
     r = rogue.record
@@ -201,7 +201,7 @@ def test_a_listener_that_cannot_prove_its_key_is_not_pinned(tmp_path: Path) -> N
     thread.start()
     home = tmp_path / "consumer"
     with pytest.raises(PairingFailed, match="could not prove"):
-        client.pair(code, f"unix:{tmp_path / 'rogue.sock'}", "victim", lay(home))
+        pair(code, f"unix:{tmp_path / 'rogue.sock'}", "victim", lay(home))
     thread.join(10)
     assert not (home / "connections.json").exists()
 
@@ -233,10 +233,10 @@ def test_a_confirmation_not_bound_to_this_pairing_is_refused(fresh: RunningListe
 
 def test_a_code_pairs_once(fresh: RunningListener) -> None:
     invite = fresh.invite(name="once")
-    client.pair(invite["code"], invite["address"], "once", lay(fresh.home))
+    pair(invite["code"], invite["address"], "once", lay(fresh.home))
     assert fetch(fresh.home) == "alligator5"
     with pytest.raises(PairingFailed, match="unknown, used or expired"):
-        client.pair(invite["code"], invite["address"], "twice", lay(fresh.home))
+        pair(invite["code"], invite["address"], "twice", lay(fresh.home))
     events = fresh.audit_events()
     assert [e["event"] for e in events if e["event"].startswith("pair")] == ["pair", "pair_failed"]
     assert set(Peers(fresh.home / "peers.json").by_name) == {"once"}
@@ -246,7 +246,7 @@ def test_a_code_expires(fresh: RunningListener) -> None:
     invite = fresh.invite(name="late", ttl="1s")
     time.sleep(1.2)  # not synchronisation: the invite's lifetime is what is being tested
     with pytest.raises(PairingFailed, match="unknown, used or expired"):
-        client.pair(invite["code"], invite["address"], "late", lay(fresh.home))
+        pair(invite["code"], invite["address"], "late", lay(fresh.home))
     assert pair_failed(fresh.audit_events())[-1]["reason"] == "no such invite, or it expired"
 
 
@@ -255,7 +255,7 @@ def _right_code_after(fresh: RunningListener, attempt) -> dict:  # type: ignore[
     invite = fresh.invite(name="burned")
     attempt(invite)
     with pytest.raises(PairingFailed, match="unknown, used or expired"):
-        client.pair(invite["code"], invite["address"], "burned", lay(fresh.home))
+        pair(invite["code"], invite["address"], "burned", lay(fresh.home))
     assert not (fresh.home / "peers.json").exists()
     return pair_failed(fresh.audit_events())[0]
 
@@ -269,7 +269,7 @@ def test_one_wrong_code_burns_the_invite(fresh: RunningListener) -> None:
     def wrong(invite: dict) -> None:
         body = "2222-2222" if invite["code"][5:] != "2222-2222" else "3333-3333"
         with pytest.raises(PairingFailed, match="wrong pairing code"):
-            client.pair(f"{invite['code'][:4]}-{body}", invite["address"], "x", lay(fresh.home))
+            pair(f"{invite['code'][:4]}-{body}", invite["address"], "x", lay(fresh.home))
     assert _right_code_after(fresh, wrong)["reason"] == "wrong pairing code; the invite is burned"
 
 
@@ -314,10 +314,10 @@ def test_failed_pairings_are_rate_limited_and_audited(fresh: RunningListener) ->
     for _ in range(5):
         invite = fresh.invite()
         with pytest.raises(PairingFailed, match="wrong pairing code"):
-            client.pair(f"{invite['code'][:4]}-2222-3333", invite["address"], "x", lay(fresh.home))
+            pair(f"{invite['code'][:4]}-2222-3333", invite["address"], "x", lay(fresh.home))
     good = fresh.invite(name="patient")
     with pytest.raises(PairingFailed, match="too many failed pairings"):
-        client.pair(good["code"], good["address"], "patient", lay(fresh.home))
+        pair(good["code"], good["address"], "patient", lay(fresh.home))
     events = pair_failed(fresh.audit_events())
     assert [e["decision"] for e in events] == ["denied"] * 5 + ["rate_limited"]
     log = fresh.audit_log.read_text()
@@ -327,7 +327,7 @@ def test_failed_pairings_are_rate_limited_and_audited(fresh: RunningListener) ->
 
 def test_the_pairing_exchange_pins_both_keys(fresh: RunningListener) -> None:
     invite = fresh.invite(name="pinned", scope=["github.com"])
-    conn = client.pair(invite["code"], invite["address"], "pinned", lay(fresh.home))
+    conn = pair(invite["code"], invite["address"], "pinned", lay(fresh.home))
     listener_key = json.loads((fresh.home / "listener.key").read_bytes())["private"]
     assert conn.public_bytes == noise_session.public_key(bytes.fromhex(listener_key))
     peer = Peers(fresh.home / "peers.json").by_name["pinned"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from runwrap.paths import layout, private_dir, wrong_modes
-from runwrap.store import load_or_create_identity
 from runwrap.testing.listener import RunningListener
+from runwrap.wire.identity import load_or_create_identity
 from tests.polling import wait_for
 from tests.wire.wire_kit import fetch
 
@@ -81,7 +81,7 @@ def test_separate_folders_are_created_0700_with_umask_0(tmp_path: Path) -> None:
 
 
 def test_concurrent_first_runs_agree_on_one_identity(tmp_path: Path) -> None:
-    code = ("import sys; from runwrap.store import load_or_create_identity as l; from pathlib import Path;"
+    code = ("import sys; from runwrap.wire.identity import load_or_create_identity as l; from pathlib import Path;"
             "print(l(Path(sys.argv[1])).hex())")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "k" / "consumer.key")],
                               stdout=subprocess.PIPE, text=True) for _ in range(8)]

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 from runwrap.consumer.client import Channel
+from runwrap.consumer.connections import Connections
 from runwrap.credential import Query
 from runwrap.paths import layout
-from runwrap.store import Connections, load_or_create_identity
 from runwrap.wire import framing, noise_session
+from runwrap.wire.identity import load_or_create_identity
 
 
 def fetch(home: Path, domain: str = "github.com", timeout: float = 5.0) -> str:

@@ -1,0 +1,166 @@
+"""Parsed profiles, kept so the exec path need not import yaml (20-30 ms) on every run.
+
+Entries live in a private folder (0700, files 0600) keyed on the file's device, inode, size, mtime
+and ctime, and are written only for a file whose ctime is old enough that a later change must move
+it (git's "racy" rule). A change of any kind, even one that puts the mtime back, moves the ctime, so
+a stale entry is never taken. Best effort: any problem with the cache is a miss, never an error. The
+folder must be ours and private, entries are opened without following symlinks, and an entry is
+taken only when its key matches the file just opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from runwrap.credential import Query
+from runwrap.profile.model import CredentialSpec, Profile, name_of
+
+MAX_ENTRY_BYTES = 2 * 1024 * 1024
+_SETTLE_NS = 2_000_000_000  # a file is cached only once its last change is this old
+
+
+def cache_dir(environ: Mapping[str, str]) -> Path | None:
+    """Where `find` keeps parsed profiles: under $RUNWRAP_HOME, else $XDG_CACHE_HOME/runwrap."""
+    if environ.get("RUNWRAP_HOME"):
+        return Path(environ["RUNWRAP_HOME"]) / "cache" / "profiles"
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "runwrap" / "profiles"
+    if environ.get("HOME"):
+        return Path(environ["HOME"]) / ".cache" / "runwrap" / "profiles"
+    return None
+
+
+def key_of(info: os.stat_result) -> list[int]:
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+# Best effort: any problem with the cache is a miss, never an error. The folder must be ours and
+# private, entries are opened without following symlinks, and an entry is taken only when its key
+# matches the file just opened.
+
+_CACHE_FORMAT = 1
+_code_stamp: list[int] = []
+
+
+def _stamp() -> list[int]:
+    """The profile code's own version: an upgrade or an edit of the reader retires every entry."""
+    if not _code_stamp:
+        _code_stamp.append(_CACHE_FORMAT)
+        here = os.path.dirname(__file__)
+        for source in (__file__, os.path.join(here, "reader.py"), os.path.join(here, "model.py")):
+            try:
+                info = os.stat(source)
+                _code_stamp.extend([info.st_mtime_ns, info.st_size])
+            except OSError:
+                _code_stamp.extend([0, 0])
+    return _code_stamp
+
+
+def _cache_file(cache: Path, key: list[int]) -> Path:
+    return cache / f"{key[0]:x}-{key[1]:x}.json"
+
+
+def _private_dir(cache: Path) -> bool:
+    try:
+        info = os.lstat(cache)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
+
+
+def get(cache: Path, info: os.stat_result, path: Path) -> Profile | None:
+    """The parsed profile for the file `path` whose fstat is `info`, or None (a miss)."""
+    key = key_of(info)
+    if not _private_dir(cache):
+        return None
+    try:
+        fd = os.open(_cache_file(cache, key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if info.st_uid != os.getuid() or info.st_mode & 0o077:
+                return None
+            entry = json.loads(file.read(MAX_ENTRY_BYTES))
+        if entry.get("format") != _stamp() or entry.get("key") != key:
+            return None
+        data = entry["profile"]
+        return Profile(
+            name=name_of(path),
+            path=path,
+            description=data["description"],
+            connection=data["connection"],
+            credentials=tuple(
+                CredentialSpec(
+                    query=Query(**c["query"]), env=MappingProxyType(dict(c["env"])), line=c["line"]
+                )
+                for c in data["credentials"]
+            ),
+            inherit=None if data["inherit"] is None else tuple(data["inherit"]),
+            set=MappingProxyType(dict(data["set"])),
+            mask=bool(data["mask"]),
+            timeout=data["timeout"],
+            kill_grace=data["kill_grace"],
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _make_private_dirs(folder: Path) -> None:
+    """mkdir -p, every folder it creates 0700 (SPEC, Files)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for item in reversed(missing):
+        try:
+            os.mkdir(item, 0o700)
+        except FileExistsError:
+            pass
+
+
+def put(cache: Path, info: os.stat_result, profile: Profile) -> None:
+    """Keep `profile`, parsed from a file whose fstat was `info`, unless the file changed too lately."""
+    # Racy-git rule: a file changed less than 2 s ago could change again within the same ctime tick.
+    if info.st_ctime_ns >= time.time_ns() - _SETTLE_NS:
+        return
+    key = key_of(info)
+    entry = {
+        "format": _stamp(),
+        "key": key,
+        "profile": {
+            "description": profile.description,
+            "connection": profile.connection,
+            "credentials": [
+                {"query": c.query.to_wire(), "env": dict(c.env), "line": c.line} for c in profile.credentials
+            ],
+            "inherit": None if profile.inherit is None else list(profile.inherit),
+            "set": dict(profile.set),
+            "mask": profile.mask,
+            "timeout": profile.timeout,
+            "kill_grace": profile.kill_grace,
+        },
+    }
+    target = _cache_file(cache, key)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        _make_private_dirs(cache)
+        if not _private_dir(cache):
+            return
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(entry, file)
+        os.replace(temp, target)
+    except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass

@@ -1,0 +1,73 @@
+"""Addresses as users write them: `unix:/path` or `tcp:HOST:PORT` (`tcp:[::1]:7777` for IPv6).
+
+One parser for both sides: the consumer dials what a connection names, the listener prints what
+it binds, and `pair` names a connection after the host of the address it was given.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from runwrap.errors import ConfigError, ConnectionFailed
+from runwrap.wire import framing
+
+Target = tuple[str, str | tuple[str, int]]
+
+
+def parse_address(address: str) -> tuple[str, str | tuple[str, int]]:
+    """("unix", path) or ("tcp", (host, port)); a bare path means unix. ConfigError otherwise."""
+    if address.startswith("tcp:"):
+        host, port = split_host_port(address[4:], what=address)
+        return "tcp", (host, port)
+    path = address[5:] if address.startswith("unix:") else address
+    if not path:
+        raise ConfigError(f"not an address: {address!r} (use tcp:HOST:PORT or unix:PATH)")
+    return "unix", path
+
+
+def split_host_port(text: str, *, what: str | None = None) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT` or `V6-LITERAL:PORT` -> (host, port); ConfigError for anything else."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"not an address: {what or text!r} (use tcp:HOST:PORT, a port 0-65535, "
+                          "or tcp:[V6]:PORT)")
+    return host, int(port)
+
+
+def tcp_address(host: str, port: int) -> str:
+    """The address a user types for a TCP endpoint: IPv6 literals go in brackets."""
+    return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
+
+
+def host_of(address: str) -> str:
+    """The host an address names, or "" for a Unix socket (what `pair` names a connection after)."""
+    kind, target = parse_address(address)
+    return target[0] if kind == "tcp" and isinstance(target, tuple) else ""
+
+
+def connect(address: str, timeout: float, keepalive: tuple[int, int, int] | None = None) -> socket.socket:
+    """A connected, blocking socket with `timeout`; ConnectionFailed with the reason otherwise.
+
+    TCP gets TCP_NODELAY (requests are small and answered at once) and, with `keepalive`
+    (idle, interval, count), probes that end it when the other host or the link goes away.
+    """
+    kind, target = parse_address(address)
+    if kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        assert isinstance(target, tuple)
+        sock = socket.socket(socket.AF_INET6 if ":" in target[0] else socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or type(exc).__name__
+        raise ConnectionFailed(f"cannot reach the listener at {address}: {why}; is `runwrap listen` running?") from None
+    if kind == "tcp":
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if keepalive is not None:
+            framing.set_keepalive(sock, *keepalive)
+    return sock
