@@ -15,7 +15,10 @@ from runwrap.secret import Secret
 
 FIELDS = ("username", "password", "totp", "uri", "notes", "domain", "credential_id")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# An id is a vault's own item id, or a path (OpenBao's `secret/team/deploy`): `/`-separated parts,
+# none empty and none starting with a dot, so no id can climb out of where a provider looks.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*(?:/[A-Za-z0-9_:@-][A-Za-z0-9._:@-]*)*$")
+_MAX_ID = 256
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
@@ -59,7 +62,7 @@ class Query(FrozenRecord):
     def __init__(self, domain: str | None = None, id: str | None = None) -> None:
         if (domain is None) == (id is None):
             raise ValueError("a query names exactly one of a domain or an id")
-        if id is not None and not _ID.match(id):
+        if id is not None and (len(id) > _MAX_ID or not _ID.match(id)):
             raise ValueError(f"not a vault item id: {id!r}")
         self._init(domain=None if domain is None else normalize_domain(domain), id=id)
 
@@ -79,13 +82,43 @@ class Query(FrozenRecord):
         return f"domain {self.domain}" if self.domain is not None else f"id {self.id}"
 
 
-class Item(Record):
-    """One vault item as a provider returns it. Secret-bearing fields are `Secret`s."""
+class Lease(Record):
+    """The lease a dynamic secret came with (OpenBao's `database/creds/ROLE`), as the provider read it.
 
-    __slots__ = ("credential_id", "domain", "notes", "password", "totp_secret", "uri", "username")
+    The listener keeps it for as long as the consumer's lease and hands it back to the provider's
+    `renew_lease` / `revoke_lease`. `lease_id` is a `Secret`: with it and the listener's token the
+    credential can be renewed or revoked, so it is never shown, logged or sent to a consumer. `path`
+    (the engine path that minted it), `duration` (seconds granted by the read) and `renewable` are
+    what an audit log may record. `wipe()` once the lease is over.
+    """
+
+    __slots__ = ("duration", "lease_id", "path", "renewable")
+
+    def __init__(self, lease_id: Secret, duration: float, renewable: bool, path: str) -> None:
+        self.lease_id = lease_id
+        self.duration = duration
+        self.renewable = renewable
+        self.path = path
+
+    def wipe(self) -> None:
+        self.lease_id.wipe()
+
+
+class Item(Record):
+    """One vault item as a provider returns it. Secret-bearing fields are `Secret`s.
+
+    `extra` holds every key the item has, by name (the standard ones too, where a provider knows
+    them as keys), for profiles that name any field. `lease` is set when the item is a dynamic secret;
+    `wipe()` leaves it alone, since the lease outlives the values the listener sent (it is revoked
+    later) and is wiped by whoever ends it.
+    """
+
+    __slots__ = ("credential_id", "domain", "extra", "lease", "notes", "password", "totp_secret", "uri",
+                 "username")
 
     def __init__(self, credential_id: str, domain: str, username: str = "", password: Secret | None = None,
-                 totp_secret: Secret | None = None, uri: str = "", notes: Secret | None = None) -> None:
+                 totp_secret: Secret | None = None, uri: str = "", notes: Secret | None = None,
+                 extra: dict[str, Secret] | None = None, lease: Lease | None = None) -> None:
         self.credential_id = credential_id
         self.domain = domain
         self.username = username
@@ -93,9 +126,11 @@ class Item(Record):
         self.totp_secret = totp_secret  # the stored seed; only its current code leaves the listener
         self.uri = uri
         self.notes = notes
+        self.extra: dict[str, Secret] = {} if extra is None else extra
+        self.lease = lease
 
     def wipe(self) -> None:
-        for secret in (self.password, self.totp_secret, self.notes):
+        for secret in (self.password, self.totp_secret, self.notes, *self.extra.values()):
             if secret is not None:
                 secret.wipe()
 

@@ -104,6 +104,15 @@ class ProviderError(RunwrapError):
     code = "provider"
 
 
+class LeaseExhausted(ProviderError):
+    """The secrets engine will not extend a dynamic secret's lease any further (its max TTL was reached,
+    or it is not renewable): the credential dies in `remaining` seconds (None: when its read said)."""
+
+    def __init__(self, message: str, remaining: float | None = None) -> None:
+        super().__init__(message)
+        self.remaining = remaining
+
+
 class ProtocolError(RunwrapError):
     """The other side sent something that is not runwrap's protocol; the session was torn down."""
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 
-from runwrap.credential import Item, Query
+from runwrap.credential import Item, Lease, Query
 from runwrap.errors import ProviderError
 from runwrap.providers.base import Provider, copy_item
 
@@ -31,6 +31,8 @@ BUILTINS = {
     "command": "runwrap.providers.command:CommandProvider",
     "keepass": "runwrap.providers.keepass:KeePassProvider",
     "bitwarden": "runwrap.providers.bitwarden:BitwardenProvider",
+    "openbao": "runwrap.providers.openbao:OpenBaoProvider",
+    "vault": "runwrap.providers.openbao:VaultProvider",
 }
 
 
@@ -128,7 +130,8 @@ class CachingProvider(Provider):
             if cached is not None:
                 return copy_item(cached[1])
         item = self.inner.lookup(query)  # NotFound and errors are not cached
-        if self.ttl > 0:
+        # A dynamic secret is minted for one consumer: a second must get its own, not a copy.
+        if self.ttl > 0 and item.lease is None:
             with self._lock:
                 if not self._closed:
                     old = self._items.pop(query, None)
@@ -146,6 +149,12 @@ class CachingProvider(Provider):
             for query in expired:
                 self._items.pop(query)[1].wipe()
         return len(expired)
+
+    def renew_lease(self, lease: Lease, increment: float) -> float:
+        return self.inner.renew_lease(lease, increment)
+
+    def revoke_lease(self, lease: Lease) -> None:
+        self.inner.revoke_lease(lease)
 
     def __len__(self) -> int:
         with self._lock:

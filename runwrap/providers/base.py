@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar, TypeVar
 
-from runwrap.credential import Item, Query, host_matches, host_of
+from runwrap.credential import Item, Lease, Query, host_matches, host_of
 from runwrap.errors import NotFound, ProviderError
 from runwrap.secret import Secret
 
@@ -63,6 +63,15 @@ class Provider:
     def lookup(self, query: Query) -> Item:
         """The item for `query`; raises `NotFound` or `ProviderError` (locked, tool missing, ambiguous)."""
         raise NotImplementedError
+
+    def renew_lease(self, lease: Lease, increment: float) -> float:
+        """Extend a dynamic secret's `lease` (an `Item.lease` this provider returned) by `increment`
+        seconds; the seconds granted. `LeaseExhausted` when it can go no further (max TTL)."""
+        raise ProviderError(f"provider {self.name} hands out no leases to renew")
+
+    def revoke_lease(self, lease: Lease) -> None:
+        """End a dynamic secret's `lease` now: the credential it came with stops working."""
+        raise ProviderError(f"provider {self.name} hands out no leases to revoke")
 
     def close(self) -> None:
         """Release anything held (child processes, sessions, cached items). Safe to call twice."""
@@ -149,4 +158,6 @@ def copy_item(item: Item) -> Item:
         totp_secret=dup(item.totp_secret),
         uri=item.uri,
         notes=dup(item.notes),
+        extra={key: Secret(value.buffer) for key, value in item.extra.items()},
+        lease=item.lease,  # one lease, one owner to end it: shared, not copied
     )
