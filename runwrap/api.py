@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runwrap.consumer.client import CONNECT_TIMEOUT, Channel, Endpoint, default_provenance
-from runwrap.credential import FIELDS, Credential, Query
+from runwrap.credential import FIELDS, Credential, Query, is_field_name
 from runwrap.errors import ConnectionFailed, Denied, NotFound, ProviderError, RateLimited, UsageError
 from runwrap.paths import layout
 from runwrap.secret import Secret
@@ -71,9 +71,10 @@ class Client:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         wanted = [fields] if isinstance(fields, str) else list(fields)
-        unknown = sorted(set(wanted) - set(FIELDS))
+        unknown = sorted(f for f in wanted if not is_field_name(f))
         if unknown or not wanted:
-            raise UsageError(f"fields must be among {', '.join(FIELDS)}; not {', '.join(unknown) or 'none'}")
+            raise UsageError(f"fields are names such as {', '.join(FIELDS)} or an item's own key (api_key); "
+                             f"not {', '.join(map(repr, unknown)) or 'none'}")
         claim = dict(provenance) if provenance is not None else self._provenance()
         return self._on_session(lambda channel: channel.request(query, wanted, claim))
 

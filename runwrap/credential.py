@@ -7,13 +7,21 @@ request names) and the consumer (which receives a `Credential` of `Secret`s).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
 
 FIELDS = ("username", "password", "totp", "uri", "notes", "domain", "credential_id")
+# Any other key of an item is a field too (`STRIPE_KEY: api_key`): an OpenBao key, a `key: value` line
+# in pass, a KeePass custom string, a Bitwarden custom field, a key of the command provider's JSON.
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}\Z")
+
+
+def is_field_name(name: object) -> bool:
+    """True for a name a profile or `--env VAR=FIELD` may ask for: a standard field or an item's key."""
+    return isinstance(name, str) and bool(_FIELD.match(name))
 
 # An id is a vault's own item id, or a path (OpenBao's `secret/team/deploy`): `/`-separated parts,
 # none empty and none starting with a dot, so no id can climb out of where a provider looks.
@@ -129,6 +137,39 @@ class Item(Record):
         self.extra: dict[str, Secret] = {} if extra is None else extra
         self.lease = lease
 
+    def field_names(self) -> list[str]:
+        """The names of the fields this item has a value for (names only: what an error may show)."""
+        standard = [name for name in FIELDS if self.standard(name)]
+        return [*standard, *sorted(k for k in self.extra if k not in FIELDS)]
+
+    def standard(self, name: str) -> Secret | str | None:
+        """A standard field's stored value (the TOTP *seed* for "totp"), or None if it has none."""
+        values: dict[str, Secret | str | None] = {
+            "username": self.username, "password": self.password, "totp": self.totp_secret, "uri": self.uri,
+            "notes": self.notes, "domain": self.domain, "credential_id": self.credential_id,
+        }
+        value = values[name]
+        return value if value else None
+
+    def values(self, wanted: Iterable[str]) -> dict[str, Secret]:
+        """The `wanted` fields this item has, as new Secrets; the TOTP seed becomes its current code.
+
+        A name the item has no value for is simply absent: the caller decides whether that is an error.
+        """
+        out: dict[str, Secret] = {}
+        for name in wanted:
+            if name == "totp" and self.totp_secret:
+                from runwrap.totp import totp  # only items with a seed pay for this import
+
+                out[name] = Secret(totp(self.totp_secret))
+            elif name in FIELDS and name != "totp":
+                value = self.standard(name)
+                if value is not None:
+                    out[name] = Secret(value.buffer) if isinstance(value, Secret) else Secret(value)
+            elif name in self.extra and name != "totp":
+                out[name] = Secret(self.extra[name].buffer)
+        return out
+
     def wipe(self) -> None:
         for secret in (self.password, self.totp_secret, self.notes, *self.extra.values()):
             if secret is not None:
@@ -138,8 +179,10 @@ class Item(Record):
 class Credential(Mapping[str, Secret]):
     """The fields a consumer received, each a `Secret`; wiped by `wipe()` or on leaving a `with`."""
 
-    def __init__(self, fields: Mapping[str, Secret]) -> None:
+    def __init__(self, fields: Mapping[str, Secret], available: Iterable[str] | None = None) -> None:
         self._fields = dict(fields)
+        # When a field that was asked for is missing: the names of the fields the item does have.
+        self.available: tuple[str, ...] | None = None if available is None else tuple(available)
 
     def __getitem__(self, name: str) -> Secret:
         return self._fields[name]

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 
-from runwrap.credential import FIELDS
+from runwrap.credential import FIELDS, is_field_name
 from runwrap.errors import RunwrapError, UsageError
 from runwrap.secret import Secret
 
@@ -180,8 +180,9 @@ def parse_env_flags(flags: Sequence[str]) -> dict[str, str]:
                 f"--env: {quote_name(name)} is not a valid variable name"
                 " — use letters, digits and _, not starting with a digit"
             )
-        if field not in FIELDS:
-            raise UsageError(f"--env {name}: unknown field {quote_name(field)} — use one of: {valid}")
+        if not is_field_name(field):
+            raise UsageError(f"--env {name}: {quote_name(field)} is not a field name — use one of: {valid},"
+                             " or a key the item has (api_key)")
         if name in mapping:
             raise UsageError(f"--env: {name} is given twice — keep one")
         mapping[name] = field

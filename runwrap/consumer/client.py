@@ -98,7 +98,9 @@ class Channel:
         if kind != messages.CREDENTIAL:
             raise ProtocolError(f"unexpected answer {kind!r} from the listener")
         self.lease = str(header.get("lease") or "")
-        return Credential(values)
+        available = header.get("available")
+        names = [str(n) for n in available] if isinstance(available, list) else None
+        return Credential(values, available=names)
 
     def hold(self, provenance: Mapping[str, Any] | None = None) -> HeldLease:
         self._send({"type": messages.HOLD, "provenance": dict(provenance or {})})
@@ -191,8 +193,10 @@ def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, proven
                     if field in cred:
                         injected[var] = Secret(cred[field].buffer)
                     elif not optional:
-                        raise RunwrapError(f"{source}:{spec.line}: the item for {spec.query} has no "
-                                           f"{field} value; remove {var} or pick another field")
+                        has = f" (it has: {', '.join(cred.available)})" if cred.available else ""
+                        where = f"{source}:{spec.line}: " if spec.line else ""
+                        raise RunwrapError(f"{where}the item for {spec.query} has no {field} value{has}; "
+                                           f"remove {var} or pick another field")
             finally:
                 cred.wipe()
     except BaseException:

@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runwrap.credential import FIELDS, Item, Query
+from runwrap.credential import FIELDS, Query, is_field_name
 from runwrap.durations import format_duration
 from runwrap.errors import NotFound, ProtocolError, ProviderError, RunwrapError
 from runwrap.listener import approval, policy
 from runwrap.listener.audit import AuditError
-from runwrap.secret import Secret, wipe_bytes
+from runwrap.secret import wipe_bytes
 from runwrap.store import Peer, Peers, fingerprint
 from runwrap.wire import framing, messages, noise_session
 
@@ -180,9 +180,9 @@ async def _answer(listener: Listener, state: LeaseState, header: dict[str, Any])
         await _send_error(state, "error", f"bad request: {exc}")
         return
     wanted = header.get("fields") or list(FIELDS)
-    if not isinstance(wanted, list) or not all(f in FIELDS for f in wanted):
+    if not isinstance(wanted, list) or not all(is_field_name(f) for f in wanted):
         listener.log("request", **base, query=query.to_wire(), decision="error", reason="unknown field")
-        await _send_error(state, "error", f"bad request: fields must be among {', '.join(FIELDS)}")
+        await _send_error(state, "error", "bad request: a field is a name such as password or api_key")
         return
     base.update(query=query.to_wire(), fields=wanted)
     decision, code, reason, retry = _decide(listener, peer, query)
@@ -220,7 +220,9 @@ async def _answer(listener: Listener, state: LeaseState, header: dict[str, Any])
             await _send_error(state, code, reason)
             return
         try:
-            blobs = item_fields(item, wanted)
+            blobs = item.values(wanted)
+            # Names only, never values: so the consumer can say which fields the item does have.
+            available = item.field_names() if set(wanted) - set(blobs) else None
         except ProviderError as exc:
             listener.log("request", **base, decision="error", reason=str(exc))
             await _send_error(state, "provider", str(exc))
@@ -228,7 +230,10 @@ async def _answer(listener: Listener, state: LeaseState, header: dict[str, Any])
         listener.log("request", **base, decision="allowed", credential_id=item.credential_id)
     finally:
         item.wipe()
-    plaintext = messages.encode({"type": messages.CREDENTIAL, "lease": state.lease}, blobs)
+    reply: dict[str, Any] = {"type": messages.CREDENTIAL, "lease": state.lease}
+    if available is not None:
+        reply["available"] = available
+    plaintext = messages.encode(reply, blobs)
     try:
         frame = state.session.encrypt(plaintext)
     finally:
@@ -278,27 +283,6 @@ async def _send_error(state: LeaseState, code: str, message: str, *, retry_after
         return
     state.writer.write(framing.encode(state.session.encrypt(messages.encode(header))))
     await state.writer.drain()
-
-
-def item_fields(item: Item, wanted: list[str]) -> dict[str, Secret]:
-    """The requested fields of an item as Secrets; the TOTP seed becomes its current code here."""
-    out: dict[str, Secret] = {}
-    for name in wanted:
-        if name == "password":
-            out[name] = Secret(item.password.buffer)
-        elif name == "notes":
-            if item.notes is not None:
-                out[name] = Secret(item.notes.buffer)
-        elif name == "totp":
-            if item.totp_secret is not None and item.totp_secret:
-                from runwrap.totp import totp  # only items with a seed pay for this import
-
-                out[name] = Secret(totp(item.totp_secret))
-        else:
-            value = getattr(item, name)
-            if value:
-                out[name] = Secret(str(value))
-    return out
 
 
 def peer_fp(peer: Peer | None) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from yaml import Node
 
-from runwrap.credential import FIELDS, Query
+from runwrap.credential import FIELDS, Query, is_field_name
 from runwrap.durations import parse_duration
 from runwrap.environment import is_valid_name, quote_name
 from runwrap.errors import ProfileError
@@ -241,10 +241,11 @@ class _Reader:
                     if isinstance(field_node, yaml.ScalarNode) and field_node.tag == _STR
                     else None
                 )
-                if field not in FIELDS:
+                if field is None or not is_field_name(field):
                     shown = quote_name(field) if field is not None else _kind(field_node)
                     raise self.fail(
-                        field_node, f"unknown field {shown} for {var}", _closest(field or "", FIELDS)
+                        field_node, f"{shown} is not a field name for {var}",
+                        f"name a field such as {', '.join(FIELDS)}, or a key the item has (api_key)",
                     )
                 if var in claimed:
                     raise self.fail(

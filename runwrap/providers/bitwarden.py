@@ -44,7 +44,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from runwrap.credential import Item, Query
+from runwrap.credential import Item, Query, is_field_name
 from runwrap.errors import NotFound, ProviderError, RunwrapError
 from runwrap.providers.base import Provider, choose, item_domain
 from runwrap.secret import Secret, wipe_bytes
@@ -246,7 +246,21 @@ def item_from_json(item: dict[str, Any], query: Query) -> Item:
         totp_secret=Secret(login["totp"]) if login.get("totp") else None,
         uri=uris[0] if uris else "",
         notes=Secret(item["notes"]) if item.get("notes") else None,
+        extra=custom_fields(item),
     )
+
+
+def custom_fields(item: dict[str, Any]) -> dict[str, Secret]:
+    """The item's custom fields by name: text (type 0) and hidden (1); booleans (2) as true/false.
+    Linked fields (3) only point at a standard field and carry no value of their own."""
+    out: dict[str, Secret] = {}
+    for field in item.get("fields") or []:
+        if not isinstance(field, dict):
+            continue
+        name, value, kind = field.get("name"), field.get("value"), field.get("type")
+        if kind in (0, 1, 2) and isinstance(value, str) and value and is_field_name(name) and name not in out:
+            out[str(name)] = Secret(value)
+    return out
 
 
 def _data(answer: tuple[int, bytes], what: str) -> object:

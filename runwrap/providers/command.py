@@ -24,7 +24,7 @@ import shutil
 import signal
 import subprocess
 
-from runwrap.credential import Item, Query
+from runwrap.credential import Item, Query, is_field_name
 from runwrap.errors import NotFound, ProviderError
 from runwrap.providers.base import Provider
 from runwrap.secret import Secret, wipe_bytes
@@ -123,6 +123,7 @@ class CommandProvider(Provider):
             totp_secret=Secret(fields["totp"]) if fields.get("totp") else None,
             uri=fields.get("uri", ""),
             notes=Secret(fields["notes"]) if fields.get("notes") else None,
+            extra={key: Secret(value) for key, value in fields.items() if is_field_name(key) and value},
         )
 
 

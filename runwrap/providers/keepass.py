@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runwrap.credential import Item, Query, host_of
+from runwrap.credential import Item, Query, host_of, is_field_name
 from runwrap.errors import ProviderError
 from runwrap.providers.base import Provider, choose, item_domain
 from runwrap.secret import Secret
@@ -156,4 +156,7 @@ def _item(entry: Any, query: Query) -> Item:
         totp_secret=Secret(seed) if seed else None,
         uri=entry.url or "",
         notes=Secret(entry.notes) if entry.notes else None,
+        # Custom string fields, by name (KeePassXC's own KP2A_URL*/TOTP attributes included).
+        extra={key: Secret(value) for key, value in entry.custom_properties.items()
+               if value and is_field_name(key)},
     )

@@ -6,7 +6,8 @@ entries for one host are ambiguous; ask for one by id. An entry's id is its path
 as `:` (`web:github.com`, `github.com:alice`), since ids cannot hold a slash.
 
 An entry's first line is the password; `login:`, `username:` or `user:` gives the username, `url:`
-the uri, an `otpauth://` line the TOTP seed; every other line is notes.
+the uri, an `otpauth://` line the TOTP seed; every other line is notes. Every `key: value` line is
+also a field by its key (`api_key: ...` serves a profile's `STRIPE_KEY: api_key`).
 
 `pass show` runs with a scrubbed environment (PATH, HOME, GNUPGHOME, the store, a C locale) and
 gpg in loopback pinentry mode reading the passphrase from its stdin: a listener must not block on a
@@ -25,7 +26,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from runwrap.credential import Item, Query, normalize_domain
+from runwrap.credential import Item, Query, is_field_name, normalize_domain
 from runwrap.errors import NotFound, ProviderError, RunwrapError
 from runwrap.providers.base import Provider, choose
 from runwrap.secret import Secret, wipe_bytes
@@ -188,9 +189,13 @@ def parse_entry(entry: str, out: bytes) -> Item:
     username = uri = ""
     seed: str | None = None
     notes: list[str] = []
+    extra: dict[str, Secret] = {}
     for line in lines[1:]:
         key, sep, value = line.partition(":")
-        key = key.strip().lower()
+        named = key.strip()
+        if sep and (value[:1] in (" ", "\t") or not value) and is_field_name(named) and named not in extra:
+            extra[named] = Secret(value.strip())
+        key = named.lower()
         if line.strip().lower().startswith("otpauth://") and seed is None:
             seed = line.strip()
         elif sep and key in USER_KEYS and not username:
@@ -209,5 +214,6 @@ def parse_entry(entry: str, out: bytes) -> Item:
         totp_secret=Secret(seed) if seed else None,
         uri=uri,
         notes=Secret(text) if text else None,
+        extra=extra,
     )
 

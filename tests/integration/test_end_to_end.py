@@ -148,11 +148,23 @@ def test_run_uses_aac_flags(listener, tmp_path, python):
 
 BAD_PROFILES = {
     "yaml_error": ("credentials:\n  - domain: github.com\n    env: [unclosed\n", "bad.yaml:4: invalid YAML"),
-    "unknown_field": (
-        "credentials:\n  - domain: github.com\n    env:\n      T: pasword\n",
-        'bad.yaml:4: unknown field "pasword"',
+    "bad_field_name": (
+        "credentials:\n  - domain: github.com\n    env:\n      T: pass word\n",
+        'bad.yaml:4: "pass word" is not a field name',
     ),
 }
+
+
+def test_a_field_the_item_lacks_is_refused_naming_the_fields_it_has(listener, tmp_path):
+    # Any key is a field, so a typo is found at fetch time; the error lists names, never values.
+    profile = write(tmp_path / "typo.yaml", "credentials:\n  - domain: github.com\n    env:\n      T: pasword\n")
+    marker = tmp_path / "started"
+    result = listener.run(str(profile), "--", "touch", str(marker), check=False)
+    assert result.returncode == 125
+    assert result.stderr.strip().splitlines() == [
+        f"runwrap: {profile}:2: the item for domain github.com has no pasword value (it has: username, password, "
+        "uri, domain, credential_id); remove T or pick another field"]
+    assert "alligator5" not in result.stderr and not marker.exists()
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PROFILES))

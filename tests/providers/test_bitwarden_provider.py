@@ -365,3 +365,12 @@ def test_unusable_without_bw(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("PATH", str(tmp_path))
     reason = BitwardenProvider.unusable_reason()
     assert reason is not None and "npm install -g @bitwarden/cli" in reason
+
+
+def test_custom_fields_are_fields_by_name() -> None:
+    item = item_from_json({"id": "i-1", "login": {"username": "u", "password": "p"}, "fields": [
+        {"name": "api_key", "value": "sk-1", "type": 1}, {"name": "region", "value": "eu", "type": 0},
+        {"name": "enabled", "value": "true", "type": 2}, {"name": "linked", "value": None, "type": 3, "linkedId": 100},
+        {"name": "bad name", "value": "x", "type": 0}]}, Query(id="i-1"))
+    values = {name: value.reveal() for name, value in item.extra.items()}
+    assert values == {"api_key": "sk-1", "region": "eu", "enabled": "true"}

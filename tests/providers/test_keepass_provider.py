@@ -35,6 +35,7 @@ class Vault:
         github.otp = OTP
         example = kp.add_entry(kp.root_group, "Example", "bob", "pw-example", url="https://example.org")
         example.set_custom_property("KP2A_URL_1", "https://example.net/app")
+        example.set_custom_property("api_key", "sk-example-123", protect=True)
         kp.add_entry(kp.root_group, "Bitbucket one", "c1", "pw-b1", url="https://bitbucket.org")
         kp.add_entry(kp.root_group, "Bitbucket two", "c2", "pw-b2", url="bitbucket.org")
         trashed = kp.add_entry(kp.root_group, "Old GitLab", "old", "pw-old", url="https://gitlab.com")
@@ -216,3 +217,11 @@ def test_closed_provider_refuses_lookups(provider: KeePassProvider) -> None:
     provider.close()
     with pytest.raises(ProviderError):
         provider.lookup(Query(domain="github.com"))
+
+
+def test_custom_string_fields_are_fields_by_name(vault: Vault) -> None:
+    with KeePassProvider({"database": str(vault.path)}, prompt=lambda _: MASTER) as provider:
+        item = provider.lookup(Query(domain="example.org"))
+    values = {name: value.reveal() for name, value in item.values(["api_key", "password", "nope"]).items()}
+    assert values == {"api_key": "sk-example-123", "password": "pw-example"}
+    assert "api_key" in item.field_names() and "sk-example-123" not in repr(item)

@@ -276,3 +276,11 @@ def test_parse_entry_keeps_only_the_first_of_each_key() -> None:
         "a.com",
     )
     assert item.notes is not None and item.notes.reveal() == "login: second\nfree text"
+
+
+def test_key_value_lines_are_fields_by_their_key() -> None:
+    item = parse_entry("a.com", b"pw\nlogin: al\napi_key: sk-123\nAWS_ID:  AKIA9\nhttps://not-a-key\nfree text\n")
+    values = {name: value.reveal() for name, value in item.values(["api_key", "AWS_ID", "https", "login"]).items()}
+    assert values == {"api_key": "sk-123", "AWS_ID": "AKIA9", "login": "al"}
+    assert item.username == "al" and item.field_names() == ["username", "password", "notes", "domain", "credential_id",
+                                                             "AWS_ID", "api_key", "login"]

@@ -256,8 +256,8 @@ def test_parse_env_flags():
         ("GH_TOKEN", "write VAR=FIELD"),
         ("GH-TOKEN=password", "valid variable name"),
         ("=password", "valid variable name"),
-        ("GH_TOKEN=pasword", "use one of: username, password, totp, uri, notes, domain, credential_id"),
-        ("GH_TOKEN=Password", "use one of: username, password"),
+        ("GH_TOKEN=pass word", "use one of: username, password, totp, uri, notes, domain, credential_id"),
+        ("GH_TOKEN=9lives", "or a key the item has (api_key)"),
         ("GH_TOKEN=", "use one of:"),
     ],
 )

@@ -200,7 +200,7 @@ def test_shipped_demo_and_totp_use_the_names_the_quickstart_expects():
 
 
 def test_message_shows_the_path_relative_to_the_current_folder(here):
-    message = refusal(here, "credentials:\n  - domain: a.com\n    env: {A: pasword}\n")
+    message = refusal(here, "credentials:\n  - domain: a.com\n    env: {A: 9lives}\n")
     assert message.startswith("profiles/deploy.yaml:3: ")
 
 
@@ -297,22 +297,23 @@ def test_message_shows_an_outside_path_in_full(here, tmp_path_factory):
         # variables and fields
         (
             "credentials:\n  - domain: a.com\n    env:\n"
-            "      DEPLOY_USER: username\n      DEPLOY_TOKEN: pasword\n",
+            "      DEPLOY_USER: username\n      DEPLOY_TOKEN: pass word\n",
             5,
-            'unknown field "pasword" for DEPLOY_TOKEN',
-            'did you mean "password"? (valid: username, password, totp, uri, notes, domain, credential_id)',
+            '"pass word" is not a field name for DEPLOY_TOKEN',
+            "name a field such as username, password, totp, uri, notes, domain, credential_id, "
+            "or a key the item has (api_key)",
         ),
         (
-            "credentials:\n  - domain: a.com\n    env: {A: secret}\n",
+            "credentials:\n  - domain: a.com\n    env: {A: 9lives}\n",
             3,
-            'unknown field "secret"',
-            "use one of: username, password, totp, uri, notes, domain, credential_id",
+            '"9lives" is not a field name',
+            "name a field such as username",
         ),
         (
             "credentials:\n  - domain: a.com\n    env: {A: 5}\n",
             3,
-            "unknown field a number",
-            "use one of: username",
+            "a number is not a field name",
+            "name a field such as username",
         ),
         (
             "credentials:\n  - domain: a.com\n    env:\n      DEPLOY-TOKEN: password\n",
@@ -610,8 +611,8 @@ def test_empty_name_is_refused(tmp_path):
 
 def test_find_refuses_a_bad_profile_with_its_line(layout):
     places, environ, cwd = layout
-    write(places["one"], "credentials:\n  - domain: a.com\n    env: {A: pasword}\n", "p.yaml")
-    with pytest.raises(ProfileError, match=r':3: unknown field "pasword" for A — did you mean "password"\?'):
+    write(places["one"], "credentials:\n  - domain: a.com\n    env: {A: \"pass word\"}\n", "p.yaml")
+    with pytest.raises(ProfileError, match=r':3: "pass word" is not a field name for A — name a field such as'):
         find("p", environ=environ, cwd=cwd)
 
 
