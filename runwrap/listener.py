@@ -163,6 +163,7 @@ class Listener:
                 server.close()
             for leases in list(self.leases.values()):
                 for state in list(leases.values()):
+                    sessions.record_lease_end(self, state, "the listener stopped")
                     state.writer.close()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
