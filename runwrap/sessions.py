@@ -112,7 +112,8 @@ def record_lease_end(listener: Listener, state: LeaseState, reason: str | None,
     if reason is None and exit_status is None:
         reason = ("connection closed before the consumer reported an exit" if state.held else
                   "connection closed; the consumer never held the lease")
-    # The duration is the listener's own measure; the exit status is the consumer's word.
+    # The duration is the listener's own measure; the exit status is the consumer's word. A broken log
+    # keeps the event and writes it when it can (runwrap.audit.KEPT).
     with contextlib.suppress(AuditError):
         listener.log("lease_end", peer=state.peer, peer_fp=state.fp, lease=state.lease, exit=exit_status,
                      reason=reason, provenance=state.claim,
