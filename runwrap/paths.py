@@ -89,6 +89,37 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def folder_for_files(path: Path) -> Path:
+    """Make sure `path` is a folder that only we can change, for a file we keep in it (the audit log).
+
+    Missing folders (parents included) are created 0700. A folder that exists is never changed, since
+    it may be someone else's choice (a sticky /tmp, a 2775 team folder): it is refused, with the reason,
+    if another user could remove or replace the files in it.
+    """
+    for folder in [*reversed(path.parents), path]:
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"cannot create the folder {folder}: {exc.strerror}") from None
+        os.chmod(folder, 0o700)  # ours, just made: exactly 0700 whatever the umask took away
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot use the folder {path}: {exc.strerror}") from None
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path} is not a folder; move it away or choose another place")
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(f"the folder {path} belongs to uid {info.st_uid}, who could remove or replace "
+                          "the files in it; choose a folder of your own")
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise ConfigError(f"the folder {path} has mode {mode:o}: others can remove or replace the files in "
+                          "it; choose a folder only you can write (runwrap leaves existing folders alone)")
+    return path
+
+
 def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
     """Write `data` to `path` atomically (temp file, fsync, rename), mode 0600 from the first byte.
 

@@ -67,7 +67,7 @@ class Listener:
         self.public = noise_session.public_key(self.private)
         self.peers = Peers(layout.peers)
         self.audit = AuditLog(options.audit_path or layout.audit_log)
-        self.audit_broken: str | None = None
+        self._audit_down = False  # said so on stderr; said again when it is back
         self.invites: dict[str, Invite] = {}
         self.leases: dict[str, dict[str, LeaseState]] = {}
         self.buckets: dict[str, policy.TokenBucket] = {}
@@ -164,6 +164,7 @@ class Listener:
                 server.close()
             for leases in list(self.leases.values()):
                 for state in list(leases.values()):
+                    sessions.record_lease_end(self, state, "the listener stopped")
                     state.writer.close()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
@@ -190,20 +191,29 @@ class Listener:
         finally:
             probe.close()
 
+    @property
+    def audit_broken(self) -> str | None:
+        """Why the audit log cannot be written now (requests are refused meanwhile), or None."""
+        return self.audit.broken
+
     async def _sync_audit(self) -> None:
-        """Every second: follow a rotated or recreated log file, then fsync it off the loop."""
+        """Every second: follow a rotated, replaced or repaired log file (never blocking on it), put
+        the listener back in service once the log can be written again, then fsync it off the loop."""
         while True:
             await asyncio.sleep(1.0)
             try:
-                self.audit.check()  # on the loop: it may swap the fd that writes use
+                if self.audit.check():  # on the loop: it may swap the fd that writes use
+                    self._audit_down = False
+                    print(f"runwrap: the audit log {self.audit.path} can be written again; serving requests",
+                          file=sys.stderr, flush=True)
                 await asyncio.to_thread(self.audit.sync)  # an fsync can take a while; requests go on
             except AuditError as exc:
                 self._audit_failed(exc)
 
     def _audit_failed(self, exc: AuditError) -> None:
-        if self.audit_broken is None:
+        if not self._audit_down:
+            self._audit_down = True
             print(f"runwrap: {exc}; refusing requests until it can be written", file=sys.stderr, flush=True)
-        self.audit_broken = str(exc)
 
     def log(self, event: str, **fields: Any) -> None:
         """Audit, failing closed: a write that fails stops the answer it would describe."""
@@ -212,10 +222,6 @@ class Listener:
         except AuditError as exc:
             self._audit_failed(exc)
             raise
-        if self.audit_broken is not None:
-            self.audit_broken = None
-            print(f"runwrap: the audit log {self.audit.path} can be written again; serving requests",
-                  file=sys.stderr, flush=True)
 
     async def _accept_unix(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # The socket's 0700 folder already keeps other users out; SO_PEERCRED (taken by the kernel at

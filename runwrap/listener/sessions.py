@@ -41,6 +41,10 @@ class LeaseState:
     ended: bool = False
     timer: asyncio.TimerHandle | None = None
     claim: dict[str, str] | None = None  # what the consumer said it runs under this lease (HOLD)
+    served: int = 0  # credentials this session was given: from the first, it must end on the record
+    end_recorded: bool = False  # its one lease_end event was written (or tried)
+    end_reason: str | None = None  # why the listener ended it (revocation, maximum length)
+    fp: str | None = None  # the peer's key fingerprint, proven by the handshake
 
 
 async def serve(listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -88,7 +92,7 @@ async def serve(listener: Listener, reader: asyncio.StreamReader, writer: asynci
     await writer.drain()
     session = handshake.session()
     state = LeaseState(lease=secrets.token_hex(8), peer=peer.name, started=time.monotonic(),
-                       writer=writer, session=session)
+                       writer=writer, session=session, fp=fingerprint(remote))
     listener.leases.setdefault(peer.name, {})[state.lease] = state
     try:
         await _serve_messages(listener, reader, state)
@@ -96,11 +100,25 @@ async def serve(listener: Listener, reader: asyncio.StreamReader, writer: asynci
         if state.timer:
             state.timer.cancel()
         listener.leases.get(peer.name, {}).pop(state.lease, None)
-        if state.held and not state.ended:
-            with contextlib.suppress(AuditError):
-                listener.log("lease_end", peer=peer.name, peer_fp=fingerprint(remote), lease=state.lease,
-                             reason="connection closed before the consumer reported an exit",
-                             duration_ms=int((time.monotonic() - state.started) * 1000))
+        record_lease_end(listener, state, state.end_reason and f"ended by the listener: {state.end_reason}")
+
+
+def record_lease_end(listener: Listener, state: LeaseState, reason: str | None,
+                     exit_status: int | None = None) -> None:
+    """The one `lease_end` of a session that was given a credential or held a lease, however it ended:
+    the consumer's report, a lost connection (a consumer killed mid-request), revocation, shutdown."""
+    if state.end_recorded or not (state.served or state.held):
+        return
+    state.end_recorded = True
+    if reason is None and exit_status is None:
+        reason = ("connection closed before the consumer reported an exit" if state.held else
+                  "connection closed; the consumer never held the lease")
+    # The duration is the listener's own measure; the exit status is the consumer's word. A broken log
+    # keeps the event and writes it when it can (runwrap.audit.KEPT).
+    with contextlib.suppress(AuditError):
+        listener.log("lease_end", peer=state.peer, peer_fp=state.fp, lease=state.lease, exit=exit_status,
+                     reason=reason, provenance=state.claim,
+                     duration_ms=int((time.monotonic() - state.started) * 1000))
 
 
 async def _serve_messages(listener: Listener, reader: asyncio.StreamReader, state: LeaseState) -> None:
@@ -118,11 +136,7 @@ async def _serve_messages(listener: Listener, reader: asyncio.StreamReader, stat
             _hold(listener, state, header)
         elif kind == messages.LEASE_END and state.held:
             state.ended = True
-            peer = listener.peers.by_name.get(state.peer)
-            # The duration is the listener's own measure; the exit status is the consumer's word.
-            listener.log("lease_end", peer=state.peer, peer_fp=peer_fp(peer), lease=state.lease,
-                         exit=_int(header.get("exit")), provenance=state.claim,
-                         duration_ms=int((time.monotonic() - state.started) * 1000))
+            record_lease_end(listener, state, None, exit_status=_int(header.get("exit")))
             return
         else:
             raise ProtocolError(f"unexpected message {kind!r}")
@@ -146,6 +160,7 @@ def end_lease(listener: Listener, state: LeaseState, reason: str) -> None:
     if state.ended:
         return
     state.ended = True
+    state.end_reason = reason
     if state.timer:
         state.timer.cancel()
     # Revocation must work even when the audit log cannot be written: never let that stop it.
@@ -228,6 +243,7 @@ async def _answer(listener: Listener, state: LeaseState, header: dict[str, Any])
             await _send_error(state, "provider", str(exc))
             return
         listener.log("request", **base, decision="allowed", credential_id=item.credential_id)
+        state.served += 1
     finally:
         item.wipe()
     reply: dict[str, Any] = {"type": messages.CREDENTIAL, "lease": state.lease}

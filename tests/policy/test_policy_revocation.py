@@ -65,7 +65,9 @@ def test_revoke_ends_the_running_child_within_a_second_and_refuses_the_key(tmp_p
         assert lease_event["provenance"]["argv0"] == "sh"
         failed = events[-1]
         assert (failed["event"], failed["decision"], failed["peer"]) == ("handshake_failed", "revoked", "doomed")
-        assert not any(e["event"] == "lease_end" for e in events)  # a revoked lease is not a normal end
+        ends = [e for e in events if e["event"] == "lease_end"]  # a revoked lease still ends on the record
+        assert [(e["lease"], e["reason"]) for e in ends] == [(lease_event["lease"],
+                                                               "ended by the listener: peer revoked")]
         (peer,) = json.loads(running.run("peers", "list", "--output", "json").stdout)
         assert peer["revoked"] is True
 
