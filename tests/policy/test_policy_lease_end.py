@@ -22,18 +22,16 @@ import pytest
 from runwrap.testing.listener import RunningListener, runwrap_executable
 from tests.polling import wait_for
 
-# A consumer that speaks to the listener through runwrap.client.Channel, so it can stop between
+# A consumer that speaks to the listener through runwrap.consumer.client.Channel, so it can stop between
 # its request and HOLD: `victim.py DOMAIN hold|nohold`; prints the lease once it got the answer.
 VICTIM = """\
 import os, sys, time
-from runwrap.client import Channel
+from runwrap.consumer.client import Endpoint
 from runwrap.credential import Query
 from runwrap.errors import RunwrapError
 from runwrap.paths import layout
-from runwrap.store import Connections, load_or_create_identity
 
-lay = layout()
-channel = Channel.open(Connections(lay.connections).pick(None), load_or_create_identity(lay.consumer_key), 10)
+channel = Endpoint.pick(layout(), None).open(10)
 claim = {"argv0": "victim", "pid": os.getpid(), "profile": "", "cwd": "x"}
 try:
     channel.request(Query(domain=sys.argv[1]), ["password"], claim).wipe()
