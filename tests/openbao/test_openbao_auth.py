@@ -151,3 +151,23 @@ def test_a_sealed_server_fails_in_one_line(tmp_path: Path) -> None:
         assert "is sealed; unseal it (bao operator unseal) and start the listener again" in one_line(caught)
     finally:
         sealed.stop()
+
+
+def test_tls_with_ca_cert_and_an_untrusted_certificate_in_one_line(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BAO_CACERT", "VAULT_CACERT"):
+        monkeypatch.delenv(name, raising=False)
+    secure = BaoServer(tmp_path, tls=True).start()  # -dev-tls: its own CA, a certificate for 127.0.0.1
+    try:
+        secure.setup_listener_access()
+        secure.kv_put("secret/runwrap/github.com", {"password": "pw-github"})
+        token_file = write_secret_file(tmp_path / "t", secure.grant())
+        options = {"address": secure.address, "token_file": str(token_file)}
+        with OpenBaoProvider({**options, "ca_cert": str(secure.ca_cert)}) as provider:
+            assert works(provider)
+        with pytest.raises(ProviderError) as caught:
+            OpenBaoProvider(options)  # the system's CAs do not know the dev CA
+        assert f"the certificate of {secure.address} is not trusted" in one_line(caught)
+        assert "set ca_cert" in str(caught.value)
+    finally:
+        secure.stop()
