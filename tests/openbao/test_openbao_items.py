@@ -188,6 +188,7 @@ def test_a_path_outside_the_policy_is_permission_denied(bao: BaoServer, make_pro
 def test_option_errors_are_one_line_and_name_the_fix(bao: BaoServer, token_file, tmp_path) -> None:
     cases = [
         ({"address": "ftp://127.0.0.1:1"}, "address must be http(s)://HOST[:PORT]"),
+        ({"address": "http://me:hunter2@127.0.0.1:1"}, "must not hold a user name or password"),
         ({"address": bao.address, "token_file": str(token_file), "role_id_file": str(token_file)},
          "either token_file or role_id_file"),
         ({"address": bao.address, "role_id_file": str(token_file)}, "needs both role_id_file and secret_id_file"),
