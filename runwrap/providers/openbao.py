@@ -348,7 +348,13 @@ class _Token:
                     self._refresh()
                 except RunwrapError as exc:
                     left = (self._expires or _clock()) - _clock()
-                    retry = min(30.0, max(1.0, left / 3))
+                    if left <= 0 and not self.approle:  # dead, and nothing can bring it back: say so once
+                        log.warning("%s: the listener's token has expired (%s); give the listener a new one",
+                                    self.source, exc)
+                        self._refresh_at = None
+                        continue
+                    # Before expiry, try again well before it; after, every 30 s (requests also try).
+                    retry = min(30.0, max(1.0, left / 3)) if left > 0 else 30.0
                     log.warning("%s: could not keep the listener's token alive (%s); trying again in %.0fs",
                                 self.source, exc, retry)
                     self._refresh_at = _clock() + retry

@@ -3,6 +3,7 @@ at max TTL, and the one-line errors for a refused token, a sealed server and one
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,17 @@ def test_a_short_lived_token_is_renewed_while_the_listener_idles(bao: BaoServer,
     wait_for(lambda: not token_alive(bao, token) or time.monotonic() - started > 6.5, 15, "6.5 s to pass")
     assert token_alive(bao, token), "the token expired while the provider idled"
     assert works(provider)
+
+
+def test_a_revoked_short_token_is_reported_once_it_is_dead_not_every_second(
+        bao: BaoServer, make_provider: MakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    token = bao.grant(ttl="3s")
+    make_provider(token_file=str(write_secret_file(tmp_path / "short", token)))
+    bao.ok("POST", "auth/token/revoke", {"token": token})
+    with caplog.at_level(logging.WARNING, logger="runwrap"):
+        wait_for(lambda: "the listener's token has expired" in caplog.text, 15, "the last word on the token")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "runwrap"]
+    assert 1 <= len(warnings) <= 4 and all(token not in w for w in warnings)
 
 
 def test_approle_logs_in_again_once_renewal_reaches_max_ttl(bao: BaoServer, make_provider: MakeProvider,
