@@ -54,7 +54,6 @@ TIMEOUT = 10.0  # seconds for a connection or an answer; a listener must not han
 MAX_BODY = 4 << 20  # no secret is this large; anything larger is not a Vault answer
 MAX_IDLE = 8  # keep-alive connections kept for reuse
 MOUNT_CACHE = 60.0  # seconds a mount's KV version is trusted before it is asked again
-STANDARD_KEYS = ("username", "password", "uri", "notes", "totp")
 # JSON string bytes that can be copied into a request body as they are (no escaping needed).
 _PLAIN = frozenset(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
 
@@ -71,15 +70,29 @@ def _env(*names: str) -> str | None:
     return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
-def _json_string(secret: Secret) -> bytearray:
-    """`secret` as a JSON string literal, built from its buffer without a `str` copy when it can be."""
-    buf = secret.buffer
-    if all(byte in _PLAIN for byte in buf):
-        out = bytearray(b'"')
-        out += buf
-        out += b'"'
-        return out
-    return bytearray(json.dumps(secret.reveal()).encode())
+def _json_body(**fields: Secret | int) -> bytearray:
+    """A JSON object of `fields`, its secrets copied from their buffers into one buffer of the exact size
+    (a growing bytearray would leave copies behind in freed memory). The caller wipes it."""
+    pieces: list[bytes | bytearray] = []
+    escaped: list[bytes] = []  # a value with quotes or control bytes goes through json.dumps, wiped after
+    for key, value in fields.items():
+        pieces += [b"," if pieces else b"{", json.dumps(key).encode(), b":"]
+        if isinstance(value, int):
+            pieces.append(str(value).encode())
+        elif all(byte in _PLAIN for byte in value.buffer):
+            pieces += [b'"', value.buffer, b'"']
+        else:
+            escaped.append(json.dumps(value.reveal()).encode())
+            pieces.append(escaped[-1])
+    pieces.append(b"}")
+    body = bytearray(sum(len(piece) for piece in pieces))
+    at = 0
+    for piece in pieces:
+        body[at:at + len(piece)] = piece
+        at += len(piece)
+    for copy in escaped:
+        wipe_bytes(copy)
+    return body
 
 
 def _server_says(payload: dict[str, Any]) -> str:
@@ -93,12 +106,14 @@ def _server_says(payload: dict[str, Any]) -> str:
 def _read_secret_file(path: str, source: str, what: str) -> Secret:
     """The stripped content of a token or AppRole file, refused if other users may read it."""
     try:
-        with open(os.path.expanduser(path), "rb") as file:
+        with open(os.path.expanduser(path), "rb", buffering=0) as file:  # no buffer copy left behind
             if os.fstat(file.fileno()).st_mode & 0o007:
                 raise ProviderError(f"{source}: {what} {path} can be read by other users; chmod 600 it")
-            raw = bytearray(file.read())
+            data = file.read()
     except OSError as exc:
         raise ProviderError(f"{source}: cannot read {what} {path}: {exc.strerror}") from None
+    raw = bytearray(data)
+    wipe_bytes(data)
     start, end = 0, len(raw)
     while start < end and raw[start] in b" \t\r\n":
         start += 1
@@ -121,6 +136,9 @@ class _Http:
             port = url.port
         except ValueError:
             port = -1
+        if url.username is not None or url.password is not None:
+            raise ProviderError(f"{source}: the address must not hold a user name or password; "
+                                "give the token as token_file or BAO_TOKEN")
         if url.scheme not in ("http", "https") or not url.hostname or port == -1:
             raise ProviderError(f"{source}: address must be http(s)://HOST[:PORT], not {address!r}")
         self.address = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
@@ -293,11 +311,7 @@ class _Token:
     def _login(self) -> None:
         """AppRole login; the lock is held."""
         assert self._role_id is not None and self._secret_id is not None
-        body = bytearray(b'{"role_id":')
-        for part in (_json_string(self._role_id), bytearray(b',"secret_id":'), _json_string(self._secret_id)):
-            body += part
-            wipe_bytes(part)
-        body += b"}"
+        body = _json_body(role_id=self._role_id, secret_id=self._secret_id)
         try:
             status, payload = self._http.request("POST", "auth/approle/login", body=body)
         finally:
@@ -334,7 +348,13 @@ class _Token:
                     self._refresh()
                 except RunwrapError as exc:
                     left = (self._expires or _clock()) - _clock()
-                    retry = min(30.0, max(1.0, left / 3))
+                    if left <= 0 and not self.approle:  # dead, and nothing can bring it back: say so once
+                        log.warning("%s: the listener's token has expired (%s); give the listener a new one",
+                                    self.source, exc)
+                        self._refresh_at = None
+                        continue
+                    # Before expiry, try again well before it; after, every 30 s (requests also try).
+                    retry = min(30.0, max(1.0, left / 3)) if left > 0 else 30.0
                     log.warning("%s: could not keep the listener's token alive (%s); trying again in %.0fs",
                                 self.source, exc, retry)
                     self._refresh_at = _clock() + retry
@@ -342,7 +362,7 @@ class _Token:
     def _refresh(self) -> None:
         """Renew the token, or log in again once renewal can no longer extend it; the lock is held."""
         if self._renewable and not self._capped:
-            body = bytearray(b'{"increment":%d}' % self._increment)
+            body = _json_body(increment=self._increment)
             status, payload = self._http.request("POST", "auth/token/renew-self", self._secret, body=body)
             if status == 200:
                 granted = int((payload.get("auth") or {}).get("lease_duration") or 0)
@@ -558,9 +578,7 @@ class OpenBaoProvider(Provider):
         if not lease.renewable:
             raise LeaseExhausted(f"{self.source}: the lease on {lease.path} is not renewable; the credential "
                                  f"lasts the {lease.duration:g}s its read gave", remaining=None)
-        body = bytearray(b'{"lease_id":')
-        body += _json_string(lease.lease_id)
-        body += b',"increment":%d}' % asked
+        body = _json_body(lease_id=lease.lease_id, increment=asked)
         try:
             status, payload = self._call("PUT", "sys/leases/renew", body)
         finally:
@@ -575,9 +593,7 @@ class OpenBaoProvider(Provider):
         return granted
 
     def revoke_lease(self, lease: Lease) -> None:
-        body = bytearray(b'{"lease_id":')
-        body += _json_string(lease.lease_id)
-        body += b"}"
+        body = _json_body(lease_id=lease.lease_id)
         try:
             status, payload = self._call("PUT", "sys/leases/revoke", body)
         finally:

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -97,8 +98,9 @@ def write_secret_file(path: Path, value: str) -> Path:
 class BaoServer:
     """`bao server -dev` on 127.0.0.1:PORT with a root token of our own, in its own process group."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, tls: bool = False) -> None:
         self.folder = folder
+        self.tls = tls  # -dev-tls: a generated CA (`ca_cert`) and a certificate for 127.0.0.1
         self.root = "root-" + secrets.token_hex(12)
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -106,7 +108,11 @@ class BaoServer:
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.folder / "tls" / "vault-ca.pem"
 
     def start(self, timeout: float = 30.0) -> BaoServer:
         for _ in range(3):  # a port taken between the probe and bao's bind: try another one
@@ -114,8 +120,11 @@ class BaoServer:
             env = {"PATH": os.environ["PATH"], "HOME": str(self.folder), "BAO_DEV_ROOT_TOKEN_ID": self.root,
                    "VAULT_DEV_ROOT_TOKEN_ID": self.root}
             with open(self.log, "ab") as out:
+                if self.tls:
+                    (self.folder / "tls").mkdir(mode=0o700, exist_ok=True)
+                tls = ["-dev-tls", f"-dev-tls-cert-dir={self.folder / 'tls'}"] if self.tls else []
                 self.process = subprocess.Popen(
-                    [BAO, "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}"],
+                    [BAO, "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}", *tls],
                     env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True, cwd=self.folder)
             deadline = time.monotonic() + timeout
@@ -137,10 +146,20 @@ class BaoServer:
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
-    def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    def api(self, method: str, path: str, body: Any = None, token: str | None = None,
+            namespace: str = "") -> tuple[int, Any]:
         """One request to the HTTP API, as the root token unless `token` is given ('' for none)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        if self.tls:
+            if not self.ca_cert.exists():
+                raise OSError("no CA yet")
+            context = ssl.create_default_context(cafile=str(self.ca_cert))
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+                                                                           context=context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         headers = {"X-Vault-Token": self.root if token is None else token} if token != "" else {}
+        if namespace:
+            headers["X-Vault-Namespace"] = namespace
         try:
             conn.request(method, f"/v1/{path}", body=None if body is None else json.dumps(body), headers=headers)
             response = conn.getresponse()
@@ -149,8 +168,8 @@ class BaoServer:
             conn.close()
         return response.status, (json.loads(raw) if raw.strip() else {})
 
-    def ok(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        status, payload = self.api(method, path, body, token)
+    def ok(self, method: str, path: str, body: Any = None, token: str | None = None, namespace: str = "") -> Any:
+        status, payload = self.api(method, path, body, token, namespace)
         if status not in (200, 204):
             raise AssertionError(f"{method} {path}: {status} {payload}")
         return payload
@@ -159,6 +178,8 @@ class BaoServer:
         """`bao ARGS` as a user runs it, the token in the environment."""
         env = {"PATH": os.environ["PATH"], "HOME": str(self.folder), "BAO_ADDR": self.address,
                "BAO_TOKEN": self.root if token is None else token}
+        if self.tls:
+            env["BAO_CACERT"] = str(self.ca_cert)
         return subprocess.run([BAO, *args], env=env, capture_output=True, text=True, timeout=60, check=check)
 
     def kv_put(self, path: str, data: dict[str, Any], version: int = 2) -> None:

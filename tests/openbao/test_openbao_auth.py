@@ -3,6 +3,7 @@ at max TTL, and the one-line errors for a refused token, a sealed server and one
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,25 +28,25 @@ def token_alive(bao: BaoServer, token: str) -> bool:
     return bao.api("POST", "auth/token/lookup", {"token": token})[0] == 200
 
 
-def approle_tokens(bao: BaoServer) -> int:
-    """How many live tokens the AppRole login made (as the root token sees them)."""
-    count = 0
+def approle_logins(bao: BaoServer, role: str) -> list[int]:
+    """When each live token that an AppRole login to `role` made was created (unix seconds), as root sees them."""
+    created = []
     for accessor in bao.ok("LIST", "auth/token/accessors")["data"]["keys"]:
         status, payload = bao.api("POST", "auth/token/lookup-accessor", {"accessor": accessor})
-        if status == 200 and payload["data"]["path"].startswith("auth/approle/login"):
-            count += 1
-    return count
+        if status == 200 and (payload["data"].get("meta") or {}).get("role_name") == role:
+            created.append(int(payload["data"]["creation_time"]))
+    return created
 
 
 def test_approle_login_and_close_revokes_its_token(bao: BaoServer, make_provider: MakeProvider,
                                                    tmp_path: Path) -> None:
     role_id, secret_id = bao.approle("plain", tmp_path, token_ttl="1h")
-    before = approle_tokens(bao)
+    assert approle_logins(bao, "plain") == []
     provider = make_provider(role_id_file=str(role_id), secret_id_file=str(secret_id))
     assert works(provider)
-    assert approle_tokens(bao) == before + 1
+    assert len(approle_logins(bao, "plain")) == 1
     provider.close()
-    assert approle_tokens(bao) == before  # its own token, revoked with the leases it read
+    assert approle_logins(bao, "plain") == []  # its own token, revoked (with the leases it read)
 
 
 def test_a_short_lived_token_is_renewed_while_the_listener_idles(bao: BaoServer, make_provider: MakeProvider,
@@ -59,13 +60,28 @@ def test_a_short_lived_token_is_renewed_while_the_listener_idles(bao: BaoServer,
     assert works(provider)
 
 
+def test_a_revoked_short_token_is_reported_once_it_is_dead_not_every_second(
+        bao: BaoServer, make_provider: MakeProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    token = bao.grant(ttl="3s")
+    make_provider(token_file=str(write_secret_file(tmp_path / "short", token)))
+    bao.ok("POST", "auth/token/revoke", {"token": token})
+    with caplog.at_level(logging.WARNING, logger="runwrap"):
+        wait_for(lambda: "the listener's token has expired" in caplog.text, 15, "the last word on the token")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "runwrap"]
+    assert 1 <= len(warnings) <= 4 and all(token not in w for w in warnings)
+
+
 def test_approle_logs_in_again_once_renewal_reaches_max_ttl(bao: BaoServer, make_provider: MakeProvider,
                                                             tmp_path: Path) -> None:
     role_id, secret_id = bao.approle("brief", tmp_path, token_ttl="3s", token_max_ttl="5s")
     provider = make_provider(role_id_file=str(role_id), secret_id_file=str(secret_id))
-    started = time.monotonic()
-    wait_for(lambda: time.monotonic() - started > 8 and works(provider), 20, "8 s to pass")
-    assert works(provider)  # a 5 s max TTL: only a second login can serve this
+    (first,) = approle_logins(bao, "brief")
+    # While the provider idles, its thread must log in again before the first token's 5 s max TTL...
+    wait_for(lambda: any(created > first for created in approle_logins(bao, "brief")), 15,
+             "a second AppRole login while idle")
+    # ...and go on serving once that first token is gone.
+    wait_for(lambda: first not in approle_logins(bao, "brief"), 15, "the first token to reach its max TTL")
+    assert works(provider)
 
 
 def test_token_and_address_from_the_environment(bao: BaoServer, listener_token: str,
@@ -147,3 +163,23 @@ def test_a_sealed_server_fails_in_one_line(tmp_path: Path) -> None:
         assert "is sealed; unseal it (bao operator unseal) and start the listener again" in one_line(caught)
     finally:
         sealed.stop()
+
+
+def test_tls_with_ca_cert_and_an_untrusted_certificate_in_one_line(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BAO_CACERT", "VAULT_CACERT"):
+        monkeypatch.delenv(name, raising=False)
+    secure = BaoServer(tmp_path, tls=True).start()  # -dev-tls: its own CA, a certificate for 127.0.0.1
+    try:
+        secure.setup_listener_access()
+        secure.kv_put("secret/runwrap/github.com", {"password": "pw-github"})
+        token_file = write_secret_file(tmp_path / "t", secure.grant())
+        options = {"address": secure.address, "token_file": str(token_file)}
+        with OpenBaoProvider({**options, "ca_cert": str(secure.ca_cert)}) as provider:
+            assert works(provider)
+        with pytest.raises(ProviderError) as caught:
+            OpenBaoProvider(options)  # the system's CAs do not know the dev CA
+        assert f"the certificate of {secure.address} is not trusted" in one_line(caught)
+        assert "set ca_cert" in str(caught.value)
+    finally:
+        secure.stop()

@@ -95,3 +95,15 @@ def test_the_cache_never_hands_one_dynamic_credential_to_two_consumers(database:
         assert item.lease is not None
         cached.revoke_lease(item.lease)
     wait_for(lambda: not {first.username, second.username} & database.roles(), 15, "both roles to go")
+
+
+def test_closing_an_approle_provider_revokes_the_leases_its_token_read(bao, database: Postgres,
+                                                                      make_provider: MakeProvider,
+                                                                      tmp_path) -> None:
+    # The server revokes a token's leases with the token: an AppRole listener's own token dies at close.
+    role_id, secret_id = bao.approle("leases", tmp_path)
+    provider = make_provider(role_id_file=str(role_id), secret_id_file=str(secret_id))
+    item = provider.lookup(Query(id="database/creds/app"))
+    assert item.username in database.roles()
+    provider.close()
+    wait_for(lambda: item.username not in database.roles(), 15, f"role {item.username} to leave pg_roles")

@@ -15,7 +15,16 @@ from runwrap.providers.openbao import OpenBaoProvider, VaultProvider
 from runwrap.testing.contract import ProviderContract
 from runwrap.totp import totp
 
-from .bao_kit import API_EXAMPLE, DEPLOY_V1, DEPLOY_V2, GITHUB, KV1_GITHUB, BaoServer
+from .bao_kit import (
+    API_EXAMPLE,
+    DEPLOY_V1,
+    DEPLOY_V2,
+    GITHUB,
+    KV1_GITHUB,
+    LISTENER_POLICY,
+    BaoServer,
+    write_secret_file,
+)
 
 MakeProvider = Callable[..., OpenBaoProvider]
 
@@ -179,6 +188,7 @@ def test_a_path_outside_the_policy_is_permission_denied(bao: BaoServer, make_pro
 def test_option_errors_are_one_line_and_name_the_fix(bao: BaoServer, token_file, tmp_path) -> None:
     cases = [
         ({"address": "ftp://127.0.0.1:1"}, "address must be http(s)://HOST[:PORT]"),
+        ({"address": "http://me:hunter2@127.0.0.1:1"}, "must not hold a user name or password"),
         ({"address": bao.address, "token_file": str(token_file), "role_id_file": str(token_file)},
          "either token_file or role_id_file"),
         ({"address": bao.address, "role_id_file": str(token_file)}, "needs both role_id_file and secret_id_file"),
@@ -197,3 +207,19 @@ def test_a_token_file_others_can_read_is_refused(bao: BaoServer, token_file) -> 
     token_file.chmod(0o644)
     with pytest.raises(ProviderError, match="can be read by other users; chmod 600 it"):
         OpenBaoProvider({"address": bao.address, "token_file": str(token_file)})
+
+
+def test_namespace_option_reads_inside_that_namespace(bao: BaoServer, tmp_path) -> None:
+    bao.ok("POST", "sys/namespaces/team-ns", {})
+    bao.ok("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}}, namespace="team-ns")
+    bao.ok("POST", "secret/data/runwrap/github.com", {"data": {"password": "pw-in-namespace"}}, namespace="team-ns")
+    bao.ok("PUT", "sys/policies/acl/runwrap", {"policy": LISTENER_POLICY}, namespace="team-ns")
+    token = bao.ok("POST", "auth/token/create", {"policies": ["runwrap"], "no_default_policy": True},
+                   namespace="team-ns")["auth"]["client_token"]
+    token_file = write_secret_file(tmp_path / "ns-token", token)
+    with OpenBaoProvider({"address": bao.address, "token_file": str(token_file), "namespace": "team-ns"}) as p:
+        assert p.lookup(Query(domain="github.com")).password.reveal() == "pw-in-namespace"
+    # Without the namespace the same token reads the root namespace, where its policy grants nothing.
+    with OpenBaoProvider({"address": bao.address, "token_file": str(token_file)}) as outside:
+        with pytest.raises(NotFound, match="permission denied"):
+            outside.lookup(Query(domain="github.com"))
