@@ -79,5 +79,5 @@ def test_the_exec_path_never_loads_the_provider(listener: RunningListener, tmp_p
     result = listener.run(str(profile), "--", "true", env=env)
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "runwrap.supervisor" in imported  # it is the exec path's import log
+    assert "runwrap.supervise.supervisor" in imported  # it is the exec path's import log
     assert sorted(imported & NOT_ON_THE_EXEC_PATH) == []
