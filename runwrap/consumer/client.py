@@ -12,7 +12,6 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from runwrap.credential import FIELDS, Credential, Query
@@ -188,7 +187,7 @@ def _reject_reason(answer: bytes) -> tuple[str, str]:
         return "", "refused"
 
 
-# ---- pairing and control ----
+# ---- pairing ----
 
 def pair(code: str, address: str, name: str | None, lay: Layout) -> Connection:
     """Pair with the listener at `address` using a one-time code; pins its key as a connection.
@@ -258,23 +257,6 @@ def _connection_name(address: str, connections: Connections) -> str:
         n += 1
         name = f"{base}-{n}"
     return name
-
-
-def control(lay: Layout, request: Mapping[str, Any], socket_path: Path | None = None) -> dict[str, Any]:
-    """Ask the local listener to do something (invite, revoke, scope, status)."""
-    path = socket_path or lay.socket
-    sock = open_socket(f"unix:{path}", 5.0)
-    try:
-        sock.sendall(framing.preface(framing.MODE_CONTROL))
-        framing.send_frame(sock, json.dumps(dict(request)).encode())
-        reply = json.loads(framing.recv_frame(sock, deadline=time.monotonic() + 10.0))
-    except ValueError:
-        raise ProtocolError("the listener's control answer is malformed") from None
-    finally:
-        sock.close()
-    if not reply.get("ok"):
-        raise RunwrapError(str(reply.get("error") or "the listener refused"))
-    return dict(reply)
 
 
 def default_provenance(argv0: str | None = None, profile: str | None = None) -> dict[str, Any]:
