@@ -85,8 +85,7 @@ def control(lay: Layout, request: Mapping[str, Any], *, socket_path: Path | None
             framing.send_frame(sock, json.dumps(dict(request)).encode())
             reply = json.loads(framing.recv_frame(sock, deadline=time.monotonic() + ANSWER_TIMEOUT))
         except (ConnectionFailed, HandshakeFailed, OSError) as exc:
-            raise RunwrapError(f"the listener at unix:{path} did not answer: {exc}; try again "
-                               "(a change it made shows in `runwrap peers list`)") from None
+            raise RunwrapError(f"the listener at unix:{path} did not answer: {exc}; try again") from None
         except ValueError:
             raise ProtocolError("the listener's control answer is malformed") from None
     finally:
