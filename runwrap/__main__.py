@@ -1,8 +1,9 @@
-"""The `runwrap` console script.
+"""The `runwrap` console script: the entry, nothing else.
 
-`runwrap PROFILE -- cmd` (and `exec`, `run`) go down the lean exec path in `runwrap.run`, which
-never imports typer: it runs in every shebang line and Makefile recipe. Everything else goes to the
-typer application in `runwrap.cli.app`. `main(argv) -> int` is callable from tests.
+`runwrap PROFILE -- cmd` and `runwrap exec ...` go down the lean exec path (runwrap.cli.exec_args,
+then runwrap.run), which never imports typer: it runs in every shebang line and Makefile recipe.
+Everything else goes to the typer application in `runwrap.cli.app`. Both report errors through
+runwrap.errors. `main(argv) -> int` is callable from tests.
 """
 
 from __future__ import annotations
@@ -11,56 +12,24 @@ import os
 import sys
 from collections.abc import Sequence
 
-from runwrap.errors import EXIT_RUNWRAP, RunwrapError
+from runwrap.cli import exec_args
 
-# Words that are commands, not profile names. A profile with one of these names is run with
-# `runwrap exec NAME -- cmd` or by its path.
-COMMANDS = frozenset({
-    "exec", "run", "connect", "listen", "invite", "pair", "connections", "peers", "profiles",
-    "audit", "doctor", "help",
-})
+_exec_path_ran = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _exec_path_ran
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
     if debug:
         args.remove("--debug")
     completing = any(k.startswith("_RUNWRAP_COMPLETE") for k in os.environ)
-    first = args[0] if args else ""
-    if not completing and first and (first == "exec" or (first not in COMMANDS and not first.startswith("-"))):
-        return _exec(args[1:] if first == "exec" else args, debug)
+    if not completing and exec_args.is_exec_form(args):
+        _exec_path_ran = True
+        return exec_args.main(args[1:] if args[0] == "exec" else args, debug)
     from runwrap.cli.app import run_app
 
     return run_app(args, debug=debug)
-
-
-_exec_path_ran = False
-
-
-def _exec(args: list[str], debug: bool) -> int:
-    global _exec_path_ran
-    from runwrap import run as launch
-
-    _exec_path_ran = True
-
-    try:
-        if args and args[0] in ("-h", "--help"):
-            print(launch.USAGE)
-            return 0
-        return launch.exec_profile(launch.parse_exec_args(args))
-    except RunwrapError as exc:
-        if debug:
-            raise
-        launch.report(exc)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # a bug: say so in one line; --debug shows the traceback
-        if debug:
-            raise
-        sys.stderr.write(f"runwrap: internal error ({type(exc).__name__}); run again with --debug\n")
-        return EXIT_RUNWRAP
 
 
 def entry() -> None:

@@ -1,7 +1,8 @@
 """The exec path: `runwrap PROFILE -- cmd`, `runwrap exec PROFILE -- cmd` and `runwrap run ...`.
 
-This is the hot path (shebang lines, Makefile recipes), so it parses its few flags by hand and never
-imports typer. Order matters: harden the process, read and check the profile, resolve the command,
+The library half, with plain arguments (`ExecArgs`, `RunArgs`); runwrap.cli.exec_args parses the
+command line into them. This is the hot path (shebang lines, Makefile recipes), so it never imports
+typer. Order matters: harden the process, read and check the profile, resolve the command,
 and only then ask the listener — so a broken profile or a missing command never fetches a secret,
 and a failed fetch never starts a child.
 """
@@ -12,20 +13,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from runwrap import environment
-from runwrap.errors import RunwrapError, UsageError
+from runwrap.errors import UsageError
 from runwrap.profile.model import CredentialSpec, Profile
 from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
 
 if TYPE_CHECKING:
     from runwrap.consumer.client import Channel
-
-USAGE = ("usage: runwrap PROFILE [--connection NAME] [--no-mask] [--timeout DUR] [--dry-run] -- CMD [ARG...]\n"
-         "       see `runwrap --help`")
-
 
 class ExecArgs(Record):
     """`runwrap PROFILE [flags] -- cmd` and `runwrap exec ...`."""
@@ -72,52 +69,6 @@ class RunArgs(Record):
         self.mask = mask
         self.timeout = timeout
         self.command = [] if command is None else command
-
-
-def parse_exec_args(argv: Sequence[str]) -> ExecArgs:
-    """PROFILE and flags up to `--`, then the command. Flags may come before or after PROFILE."""
-    from runwrap.durations import parse_duration
-
-    args = list(argv)
-    if "--" not in args:
-        raise UsageError(f"missing `--` before the command\n{USAGE}")
-    split = args.index("--")
-    head, command = args[:split], args[split + 1 :]
-    if not command:
-        raise UsageError(f"no command after `--`\n{USAGE}")
-    profile: str | None = None
-    parsed = ExecArgs(profile="", command=command)
-    i = 0
-    while i < len(head):
-        word = head[i]
-        name, eq, inline = word.partition("=")
-        if name in ("--connection", "--timeout"):
-            value = inline if eq else (head[i + 1] if i + 1 < len(head) else None)
-            if value is None:
-                raise UsageError(f"{name} needs a value\n{USAGE}")
-            i += 0 if eq else 1
-            if name == "--connection":
-                parsed.connection = value
-            else:
-                try:
-                    parsed.timeout = parse_duration(value)
-                except ValueError as exc:
-                    raise UsageError(f"--timeout: {exc}") from None
-        elif word == "--no-mask":
-            parsed.mask = False
-        elif word == "--dry-run":
-            parsed.dry_run = True
-        elif word.startswith("-"):
-            raise UsageError(f"unknown option {word}\n{USAGE}")
-        elif profile is None:
-            profile = word
-        else:
-            raise UsageError(f"unexpected argument {word!r} before `--`\n{USAGE}")
-        i += 1
-    if profile is None:
-        raise UsageError(f"no profile named\n{USAGE}")
-    parsed.profile = profile
-    return parsed
 
 
 class Request(FrozenRecord):
@@ -265,9 +216,3 @@ def _dry_run(profile: Profile, request: Request, command: list[str], parent: Map
         out.write(f"would ask for {spec.query}: {names}\n")
     out.write(f"would run: {' '.join(argv)}\n")
     return 0
-
-
-def report(exc: RunwrapError, stream: TextIO | None = None) -> None:
-    out = stream or sys.stderr
-    out.write(f"runwrap: {exc.message}\n")
-    out.flush()

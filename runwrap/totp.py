@@ -24,7 +24,7 @@ _STEAM_ALPHABET = "23456789BCDFGHJKMNPQRTVWXY"
 
 
 class InvalidSeed(ProviderError, ValueError):
-    """The stored TOTP secret is not base32, an otpauth:// URI or steam://; fix the vault item."""
+    """The stored TOTP secret is not base32, an otpauth:// URI or steam://. Fix it in the vault item."""
 
 
 def totp(

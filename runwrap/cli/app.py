@@ -1,31 +1,44 @@
 """The typer application: parses arguments and calls the library, nothing more.
 
-Exit statuses: the exec forms follow SPEC (the child's, 124-127); `connect` follows aac (0-5);
-every other command exits 0 on success, 1 on a runwrap error, 2 on a usage error.
+Errors leave through `run_app`, which hands them to runwrap.errors.report with the command's family
+(the exec forms, `connect`, every other command): its table gives the exit status. A library
+parser's ValueError becomes a UsageError here, at the parse boundary (`_parsed`), never by
+catching ValueError around a command.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError
+from typer._click.exceptions import UsageError as TyperUsageError
 
 from runwrap import __version__
-from runwrap.errors import RunwrapError, UsageError
+from runwrap.errors import CONNECT, EXEC, OTHER, RunwrapError, UsageError, report, status
 
+if TYPE_CHECKING:
+    from runwrap.paths import Layout
+    from runwrap.profile.model import Profile
+
+T = TypeVar("T")
+
+# The \b line keeps click from reflowing the examples into one paragraph.
 EPILOG = """Examples:
 
+\b
   runwrap listen --provider example          # where the vault is
   runwrap invite --name ci --scope github.com
   runwrap pair 4821-K7QX-M2PD                 # where the command runs
   runwrap deploy -- ./deploy.sh               # profiles/deploy.yaml names the credentials
   runwrap run --domain github.com --env GH_TOKEN=password -- gh repo list
   runwrap connect --domain github.com --output json
+  runwrap help invite                         # the options of one command
 """
 
 app = typer.Typer(
@@ -46,7 +59,10 @@ app.add_typer(connections_app, name="connections")
 app.add_typer(peers_app, name="peers")
 app.add_typer(profiles_app, name="profiles")
 
-_DEBUG = False
+_DEBUG = False  # --debug, taken off the command line by runwrap.__main__
+
+# The command families of runwrap.errors.STATUSES; every command not named here is OTHER.
+FAMILIES = {"exec": EXEC, "run": EXEC, "connect": CONNECT}
 
 
 class Output(str, Enum):
@@ -74,71 +90,87 @@ def _root(
     """runwrap"""
 
 
-def _layout() -> Any:
+def _layout() -> Layout:
     from runwrap.paths import layout
 
     return layout()
 
 
-def _fail(exc: RunwrapError, status: int = 1) -> typer.Exit:
-    sys.stderr.write(f"runwrap: {exc.message}\n")
-    return typer.Exit(status)
+def _parsed(option: str, parse: Callable[[str], T], text: str) -> T:
+    """The parse boundary: a library parser's ValueError is the user's usage error, naming the option."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
-# ---- exec forms (real parsing happens in runwrap.run; these entries give --help and completion) ----
+def _duration(option: str, text: str, *, positive: bool = False) -> float:
+    from runwrap.durations import parse_duration
+
+    seconds = _parsed(option, parse_duration, text)
+    if positive and seconds <= 0:
+        raise UsageError(f"{option} must be longer than zero")
+    return seconds
+
+
+def _key_values(option: str, items: list[str] | None) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} takes KEY=VALUE, not {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+# ---- exec forms (`runwrap PROFILE -- cmd` never reaches typer; these entries give help and completion) ----
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              add_help_option=False)
 def exec_(ctx: typer.Context) -> None:
     """Run CMD with the credentials PROFILE names: runwrap exec PROFILE [flags] -- CMD [ARG...]"""
-    from runwrap.__main__ import _exec
+    from runwrap.cli import exec_args
 
-    raise typer.Exit(_exec(list(ctx.args), _DEBUG))
+    raise typer.Exit(exec_args.main(list(ctx.args), _DEBUG))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    domain: Annotated[str | None, typer.Option(help="The item whose host is this domain or a parent of it.")] = None,
-    id: Annotated[str | None, typer.Option("--id", help="The vault item id.")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="VAR=FIELD, repeatable.")] = None,
+    domain: Annotated[str | None, typer.Option(
+        metavar="DOMAIN", help="The item whose host is this domain or a parent of it.")] = None,
+    id: Annotated[str | None, typer.Option("--id", metavar="ID", help="The vault item id.")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", metavar="VAR=FIELD", help="Repeatable.")] = None,
     env_all: Annotated[bool, typer.Option("--env-all", help="Every field as PREFIX+FIELD.")] = False,
-    prefix: Annotated[str, typer.Option(help="Prefix for --env-all.")] = "AAC_",
-    keep_env: Annotated[list[str] | None, typer.Option("--keep-env", help="Also inherit NAME (glob).")] = None,
-    connection: Annotated[str | None, typer.Option(help="The paired listener to ask.")] = None,
+    prefix: Annotated[str, typer.Option(metavar="PREFIX", help="Prefix for --env-all.")] = "AAC_",
+    keep_env: Annotated[list[str] | None, typer.Option(
+        "--keep-env", metavar="NAME", help="Also inherit NAME (a glob), repeatable.")] = None,
+    connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.")] = None,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Do not mask output.")] = False,
-    timeout: Annotated[str | None, typer.Option(help="End the command after DUR (exit 124).")] = None,
+    timeout: Annotated[str | None, typer.Option(metavar="DUR", help="End the command after DUR (exit 124).")] = None,
 ) -> None:
     """Run CMD with one item's fields as variables (aac's flags): runwrap run --domain D --env VAR=FIELD -- CMD"""
     from runwrap import run as launch
-    from runwrap.durations import parse_duration
 
     command = list(ctx.args)
-    try:
-        if not command:
-            raise UsageError("no command: runwrap run --domain D --env VAR=FIELD -- CMD [ARG...]")
-        if (domain is None) == (id is None):
-            raise UsageError("name exactly one of --domain or --id")
-        seconds = parse_duration(timeout) if timeout else None
-        args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
-                              keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
-                              timeout=seconds, command=command)
-        raise typer.Exit(launch.exec_run(args))
-    except ValueError as exc:
-        raise _fail(UsageError(str(exc)), 125) from None
-    except RunwrapError as exc:
-        if _DEBUG:
-            raise
-        raise _fail(exc, exc.exit_status) from None
+    if not command:
+        raise UsageError("no command: runwrap run --domain D --env VAR=FIELD -- CMD [ARG...]")
+    if (domain is None) == (id is None):
+        raise UsageError("name exactly one of --domain or --id")
+    args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
+                          keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
+                          timeout=_duration("--timeout", timeout) if timeout else None, command=command)
+    raise typer.Exit(launch.exec_run(args))
 
 
 # ---- consumer commands ----
 
 @app.command()
 def connect(
-    domain: Annotated[str | None, typer.Option(help="The item whose host is this domain or a parent of it.")] = None,
-    id: Annotated[str | None, typer.Option("--id", help="The vault item id.")] = None,
-    connection: Annotated[str | None, typer.Option(help="The paired listener to ask.")] = None,
+    domain: Annotated[str | None, typer.Option(
+        metavar="DOMAIN", help="The item whose host is this domain or a parent of it.")] = None,
+    id: Annotated[str | None, typer.Option("--id", metavar="ID", help="The vault item id.")] = None,
+    connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.")] = None,
     output: Annotated[Output, typer.Option(help="text or json (aac's shape).")] = Output.text,
 ) -> None:
     """Fetch one credential and print it (exit 0 ok, 1 error, 2 connection failed, 3 handshake, 4 not found
@@ -151,11 +183,10 @@ def connect(
             raise UsageError("name exactly one of --domain or --id")
         with Client(connection) as client, client.credential(domain=domain, id=id) as cred:
             values = {name: (cred[name].reveal() if name in cred else None) for name in FIELDS}
-    except RunwrapError as exc:
-        if output == Output.json:
-            typer.echo(json.dumps({"success": False, "error": {"message": exc.message, "code": exc.code}}))
-            raise typer.Exit(exc.connect_status) from None
-        raise _fail(exc, exc.connect_status) from None
+    except Exception as exc:
+        if output != Output.json:
+            raise  # run_app reports it
+        raise typer.Exit(report(exc, CONNECT, debug=_DEBUG, json_output=True)) from None
     if output == Output.json:
         typer.echo(json.dumps({"success": True, "credential": values}))
     else:
@@ -166,20 +197,18 @@ def connect(
 
 @app.command()
 def pair(
-    code: Annotated[str, typer.Argument(help="The one-time code from `runwrap invite` or `runwrap listen`.")],
+    code: Annotated[str, typer.Argument(metavar="CODE", hidden=True)],
     address: Annotated[str | None, typer.Option(
-        help="unix:PATH or tcp:HOST:PORT (default: the local listener).")] = None,
-    name: Annotated[str | None, typer.Option(help="A name for this connection.")] = None,
+        metavar="ADDRESS", help="unix:PATH or tcp:HOST:PORT (default: the local listener).")] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="A name for this connection.")] = None,
 ) -> None:
-    """Pair this consumer with a listener using a one-time code."""
+    """Pair this consumer with a listener using CODE, the one-time code `runwrap invite` (or
+    `runwrap listen`) printed there."""
     from runwrap.consumer.pairing import pair as do_pair
     from runwrap.store import fingerprint
 
     lay = _layout()
-    try:
-        conn = do_pair(code, address or f"unix:{lay.socket}", name, lay)
-    except RunwrapError as exc:
-        raise _fail(exc) from None
+    conn = do_pair(code, address or f"unix:{lay.socket}", name, lay)
     typer.echo(f"paired: connection {conn.name} -> {conn.address} (listener key {fingerprint(conn.public_bytes)})")
 
 
@@ -188,10 +217,7 @@ def connections_list(output: Annotated[Output, typer.Option()] = Output.text) ->
     """The paired listeners."""
     from runwrap.store import Connections, fingerprint
 
-    try:
-        conns = Connections(_layout().connections)
-    except RunwrapError as exc:
-        raise _fail(exc) from None
+    conns = Connections(_layout().connections)
     listed = list(conns.by_name.values())
     if output == Output.json:
         typer.echo(json.dumps([{"name": c.name, "address": c.address, "fingerprint": fingerprint(c.public_bytes),
@@ -203,14 +229,11 @@ def connections_list(output: Annotated[Output, typer.Option()] = Output.text) ->
 
 
 @connections_app.command("remove")
-def connections_remove(name: str) -> None:
-    """Forget a paired listener."""
+def connections_remove(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+    """Forget the paired listener NAME."""
     from runwrap.store import Connections
 
-    try:
-        Connections(_layout().connections).remove(name)
-    except RunwrapError as exc:
-        raise _fail(exc) from None
+    Connections(_layout().connections).remove(name)
     typer.echo(f"removed connection {name}")
 
 
@@ -219,102 +242,69 @@ def connections_remove(name: str) -> None:
 @app.command()
 def listen(
     provider: Annotated[str, typer.Option(
-        help="example, pass, bitwarden, keepass, command or a plugin.")] = "example",
+        metavar="NAME", help="example, pass, bitwarden, keepass, command or a plugin.")] = "example",
     provider_option: Annotated[list[str] | None, typer.Option(
-        "--provider-option", help="KEY=VALUE for the provider, repeatable.")] = None,
-    socket: Annotated[Path | None, typer.Option(help="The Unix socket to listen on.")] = None,
-    tcp: Annotated[str | None, typer.Option(help="Also listen on HOST:PORT.")] = None,
+        "--provider-option", metavar="KEY=VALUE", help="An option of the provider, repeatable.")] = None,
+    socket: Annotated[Path | None, typer.Option(metavar="PATH", help="The Unix socket to listen on.")] = None,
+    tcp: Annotated[str | None, typer.Option(metavar="HOST:PORT", help="Also listen on HOST:PORT.")] = None,
     approve: Annotated[Approve, typer.Option(
         help="Ask on this terminal before the vault is read: never, first (once per peer and domain, "
         "remembered for --approve-ttl), always.")] = Approve.never,
-    approve_ttl: Annotated[str, typer.Option(help="How long --approve first remembers an answer.")] = "1h",
-    approve_timeout: Annotated[str, typer.Option(help="An approval not answered in DUR is a no.")] = "2m",
-    rate: Annotated[str, typer.Option(help="Requests per peer, N/PERIOD (a token bucket: a burst of N, "
-                                           "then N per PERIOD).")] = "120/1m",
+    approve_ttl: Annotated[str, typer.Option(
+        metavar="DUR", help="How long --approve first remembers an answer.")] = "1h",
+    approve_timeout: Annotated[str, typer.Option(
+        metavar="DUR", help="An approval not answered in DUR is a no.")] = "2m",
+    rate: Annotated[str, typer.Option(metavar="N/PERIOD", help="Requests per peer (a token bucket: a burst "
+                                                                "of N, then N per PERIOD).")] = "120/1m",
     audit_log: Annotated[Path | None, typer.Option(
-        help="Where to write the audit log (default: the state folder's audit.log).")] = None,
+        metavar="PATH", help="Where to write the audit log (default: the state folder's audit.log).")] = None,
     max_lease: Annotated[str | None, typer.Option(
-        help="End leases (running children) older than DUR; their children are stopped.")] = None,
-    cache_ttl: Annotated[str | None, typer.Option(help="Keep looked-up items in memory for DUR.")] = None,
+        metavar="DUR", help="End leases (running children) older than DUR; their children are stopped.")] = None,
+    cache_ttl: Annotated[str | None, typer.Option(
+        metavar="DUR", help="Keep looked-up items in memory for DUR.")] = None,
 ) -> None:
     """Serve credentials from a vault to paired consumers."""
     import getpass
 
-    from runwrap.durations import parse_duration, parse_rate
-    from runwrap.listener import server as listener_mod
-    from runwrap.providers import CachingProvider, load
+    from runwrap.durations import parse_rate
+    from runwrap.listener import manage, server
+    from runwrap.wire.address import parse_host_port
 
-    try:
-        options: dict[str, str] = {}
-        for item in provider_option or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UsageError(f"--provider-option takes KEY=VALUE, not {item!r}")
-            options[key] = value
-        tcp_addr = None
-        if tcp:
-            host, sep, port = tcp.rpartition(":")
-            if not sep or not port.isdigit():
-                raise UsageError(f"--tcp takes HOST:PORT, not {tcp!r}")
-            tcp_addr = (host.strip("[]") or "127.0.0.1", int(port))
-        lease_limit = parse_duration(max_lease) if max_lease else None
-        if lease_limit is not None and lease_limit <= 0:
-            raise UsageError("--max-lease must be longer than zero")
-        if approve != Approve.never:
-            _need_terminal(approve.value)
-        opts = listener_mod.Options(
-            provider_name=provider, approve=approve.value, rate=parse_rate(rate),
-            max_lease=lease_limit, tcp=tcp_addr, socket_path=socket, audit_path=audit_log,
-            approve_ttl=parse_duration(approve_ttl), approve_timeout=parse_duration(approve_timeout))
-        prompt = (lambda question: getpass.getpass(question)) if sys.stdin.isatty() else None
-        backend = load(provider, options, prompt)
-        if cache_ttl:
-            backend = CachingProvider(backend, parse_duration(cache_ttl))
-        server = listener_mod.Listener(_layout(), backend, opts)
-        listener_mod.run(server)
-    except ValueError as exc:
-        raise _fail(UsageError(str(exc)), 2) from None
-    except RunwrapError as exc:
-        if _DEBUG:
-            raise
-        raise _fail(exc) from None
+    options = server.Options(
+        provider_name=provider, approve=approve.value, rate=_parsed("--rate", parse_rate, rate),
+        max_lease=_duration("--max-lease", max_lease, positive=True) if max_lease else None,
+        tcp=_parsed("--tcp", parse_host_port, tcp) if tcp else None, socket_path=socket, audit_path=audit_log,
+        approve_ttl=_duration("--approve-ttl", approve_ttl),
+        approve_timeout=_duration("--approve-timeout", approve_timeout))
+    manage.serve(_layout(), provider, _key_values("--provider-option", provider_option), options,
+                 cache_ttl=_duration("--cache-ttl", cache_ttl) if cache_ttl else None,
+                 prompt=getpass.getpass if sys.stdin.isatty() else None)
 
 
-def _need_terminal(mode: str) -> None:
-    """--approve asks on /dev/tty; without one every request would be refused, so say so at start."""
-    import os
+def _scope(option: str, patterns: list[str]) -> list[str]:
+    from runwrap.listener.policy import check_pattern
 
-    try:
-        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
-    except OSError:
-        raise UsageError(f"--approve {mode} asks on the listener's terminal, and this listener has none; "
-                         "run it in a terminal (or tmux), or use --approve never") from None
+    return [_parsed(option, check_pattern, p) for p in patterns]
 
 
 @app.command()
 def invite(
-    name: Annotated[str | None, typer.Option(help="The peer's name.")] = None,
-    scope: Annotated[list[str] | None, typer.Option(help="What the peer may ask for, repeatable "
-                                                             "(github.com, *.example.com, id:UUID, *).")] = None,
-    ttl: Annotated[str, typer.Option(help="How long the code is valid.")] = "5m",
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="The peer's name.")] = None,
+    scope: Annotated[list[str] | None, typer.Option(
+        metavar="PATTERN", help="What the peer may ask for, repeatable (github.com, *.example.com, "
+        "id:UUID, *).")] = None,
+    ttl: Annotated[str, typer.Option(metavar="DUR", help="How long the code is valid.")] = "5m",
     output: Annotated[Output, typer.Option()] = Output.text,
 ) -> None:
     """Ask the running local listener for a one-time pairing code."""
-    from runwrap.consumer.client import control
-    from runwrap.durations import parse_duration
+    from runwrap.listener import manage
 
-    try:
-        reply = control(_layout(), {"op": "invite", "name": name, "scope": list(scope or []),
-                                    "ttl": parse_duration(ttl)})
-    except ValueError as exc:
-        raise _fail(UsageError(str(exc)), 2) from None
-    except RunwrapError as exc:
-        raise _fail(exc) from None
+    code = manage.invite(_layout(), name, _scope("--scope", scope or []), _duration("--ttl", ttl, positive=True))
     if output == Output.json:
-        typer.echo(json.dumps({k: reply[k] for k in ("code", "address", "expires_at")}))
+        typer.echo(json.dumps({"code": code.code, "address": code.address, "expires_at": code.expires_at}))
     else:
-        typer.echo(f"runwrap pair {reply['code']} --address {reply['address']}")
-        typer.echo(f"(single use, expires {reply['expires_at']})")
+        typer.echo(f"runwrap pair {code.code} --address {code.address}")
+        typer.echo(f"(single use, expires {code.expires_at})")
 
 
 @peers_app.command("list")
@@ -322,10 +312,7 @@ def peers_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
     """The paired consumers, their keys and scopes."""
     from runwrap.store import Peers, fingerprint
 
-    try:
-        peers = Peers(_layout().peers)
-    except RunwrapError as exc:
-        raise _fail(exc) from None
+    peers = Peers(_layout().peers)
     rows: list[dict[str, Any]] = [{"name": p.name, "fingerprint": fingerprint(p.public_bytes), "scope": p.scope,
                                    "paired_at": p.paired_at, "revoked": p.revoked} for p in peers.by_name.values()]
     if output == Output.json:
@@ -337,142 +324,61 @@ def peers_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
 
 
 @peers_app.command("revoke")
-def peers_revoke(name: str) -> None:
-    """Refuse a peer's key from now on and end its running children at once."""
-    _peer_change({"op": "revoke", "name": name})
+def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+    """Refuse peer NAME's key from now on and end its running children at once."""
+    from runwrap.listener import manage
+
+    change = manage.revoke(_layout(), name)
+    if change.live:
+        typer.echo(f"revoked {name}; ended {change.ended} running lease(s)")
+    else:
+        typer.echo(f"revoked {name} (no listener is running; the next one refuses its key)")
 
 
 @peers_app.command("scope")
-def peers_scope(name: str, patterns: Annotated[list[str], typer.Argument(help="New scope patterns.")]) -> None:
-    """Replace a peer's scope (applies to its next request, even on an open session)."""
-    _peer_change({"op": "scope", "name": name, "scope": patterns})
+def peers_scope(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+                patterns: Annotated[list[str], typer.Argument(metavar="PATTERN", hidden=True)]) -> None:
+    """Replace peer NAME's scope with the PATTERNs (github.com, *.example.com, id:UUID, *); it applies
+    to the peer's next request, even on an open session."""
+    from runwrap.listener import manage
 
-
-def _peer_change(request: dict[str, Any]) -> None:
-    """Through the running listener if there is one (so it acts at once), else on the files."""
-    from runwrap.consumer.client import control
-    from runwrap.errors import ConnectionFailed
-    from runwrap.listener import policy
-    from runwrap.listener.audit import AuditLog
-    from runwrap.store import Peers, fingerprint
-
-    lay = _layout()
-    try:
-        try:
-            reply = control(lay, request)
-        except ConnectionFailed:
-            peers = Peers(lay.peers)
-            peer = peers.by_name.get(request["name"])
-            if peer is None:
-                raise RunwrapError(f"no peer named {request['name']!r}") from None
-            old_scope = list(peer.scope)
-            if request["op"] == "revoke":
-                peer.revoked = True
-                reply = {"ended": 0}
-            else:
-                peer.scope = [policy.check_pattern(p) for p in request["scope"]]
-                reply = {"scope": peer.scope}
-            peers.save()  # first: a revocation must hold even if the log below cannot be written
-            log = AuditLog(lay.audit_log)
-            try:
-                if request["op"] == "revoke":
-                    log.write("revoke", peer=peer.name, peer_fp=fingerprint(peer.public_bytes),
-                              decision="revoked", reason="peer revoked (listener not running)")
-                else:
-                    log.write("scope", peer=peer.name, peer_fp=fingerprint(peer.public_bytes), decision="allowed",
-                              reason=f"scope {' '.join(old_scope)} -> {' '.join(peer.scope)} (listener not running)")
-            finally:
-                log.close()
-    except ValueError as exc:
-        raise _fail(UsageError(str(exc)), 2) from None
-    except RunwrapError as exc:
-        raise _fail(exc) from None
-    if request["op"] == "revoke":
-        typer.echo(f"revoked {request['name']}; ended {reply.get('ended', 0)} running lease(s)")
-    else:
-        typer.echo(f"scope of {request['name']}: {' '.join(reply['scope'])}")
+    change = manage.set_scope(_layout(), name, _scope("PATTERN", patterns))
+    typer.echo(f"scope of {name}: {' '.join(change.scope)}" + ("" if change.live else " (no listener is running)"))
 
 
 @app.command()
 def audit(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
     output: Annotated[Output, typer.Option(help="text (a table) or json (one event a line).")] = Output.text,
-    file: Annotated[Path | None, typer.Option(help="Read this audit log instead of the default.")] = None,
+    file: Annotated[Path | None, typer.Option(
+        metavar="PATH", help="Read this audit log instead of the default.")] = None,
 ) -> None:
     """Show the listener's audit log, oldest first (a torn last line from a crash is skipped)."""
-    from runwrap.listener.audit import COLUMNS, format_row, parse_line
+    from runwrap.listener import audit as audit_log
 
     path = file or _layout().audit_log
-    events: list[dict[str, Any]] = []
-    offset = 0
-    try:
-        with open(path, "rb") as handle:
-            for raw in handle:
-                event = parse_line(raw)
-                if event is not None:
-                    events.append(event)
-                if raw.endswith(b"\n"):
-                    offset += len(raw)  # --follow goes on after the last complete line
-    except FileNotFoundError:
-        if not follow:
-            raise _fail(RunwrapError(f"no audit log at {path} (has a listener run with this home? "
-                                     "use --file for a listener started with --audit-log)")) from None
-    except OSError as exc:
-        raise _fail(RunwrapError(f"cannot read the audit log {path}: {exc.strerror}")) from None
-    header = [c.upper() for c in COLUMNS]
-    rows = [format_row(e) for e in events]
+    events, offset = audit_log.read_log(path, missing_ok=follow)
+    header = [c.upper() for c in audit_log.COLUMNS]
+    rows = [audit_log.format_row(e) for e in events]
     if output == Output.json:
         for event in events:
             typer.echo(json.dumps(event))
     elif rows or not follow:
         _table(header, rows, empty=f"no events in {path}")
-    if follow:
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        if not rows and output == Output.text:
-            typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-        _follow(path, output, offset, widths)
-
-
-def _follow(path: Path, output: Output, offset: int, widths: list[int]) -> None:
-    """Print events as they are appended, like `tail -F`: follows a rotated or recreated file."""
-    import os
-
-    from runwrap.listener.audit import format_row, parse_line
-
-    identity: tuple[int, int] | None = None
-    pending = b""
+    if not follow:
+        return
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    if not rows and output == Output.text:
+        typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     try:
-        while True:
-            try:
-                info = os.stat(path)
-            except FileNotFoundError:
-                time.sleep(0.2)
-                continue
-            if identity is not None and (info.st_dev, info.st_ino) != identity:
-                offset, pending = 0, b""  # rotated or recreated: the new file from its start
-            elif info.st_size < offset:
-                offset, pending = 0, b""  # truncated
-            identity = (info.st_dev, info.st_ino)
-            if info.st_size == offset:
-                time.sleep(0.2)
-                continue
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-            offset += len(data)
-            *lines, pending = (pending + data).split(b"\n")
-            for raw in lines:
-                event = parse_line(raw)
-                if event is None:
-                    continue
-                if output == Output.json:
-                    typer.echo(json.dumps(event))
-                else:
-                    typer.echo("  ".join(c.ljust(w) for c, w in zip(format_row(event), widths, strict=True)).rstrip())
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        for event in audit_log.follow(path, offset):
+            if output == Output.json:
+                typer.echo(json.dumps(event))
+            else:
+                cells = zip(audit_log.format_row(event), widths, strict=True)
+                typer.echo("  ".join(c.ljust(w) for c, w in cells).rstrip())
     except BrokenPipeError:
-        raise typer.Exit(0) from None
+        raise typer.Exit(0) from None  # `runwrap audit -f | head`: the reader has seen enough
 
 
 # ---- profiles ----
@@ -488,21 +394,17 @@ def profiles_list() -> None:
     _table(["NAME", "PATH", "DESCRIPTION"], rows, empty="no profiles found")
 
 
-def _find_profile(name: str) -> Any:
+def _find_profile(name: str) -> Profile:
     import os
 
     from runwrap.profile import lookup as profiles
 
-    try:
-        return profiles.find(name, environ=os.environ, cwd=Path.cwd())
-    except RunwrapError as exc:
-        raise _fail(exc) from None
+    return profiles.find(name, environ=os.environ, cwd=Path.cwd())
 
 
 @profiles_app.command("show")
-def profiles_show(name: str) -> None:
-    """What a profile asks for and what its child's environment will be."""
-
+def profiles_show(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+    """What profile NAME asks for and what its child's environment will be."""
     from runwrap.environment import DEFAULT_INHERIT
 
     prof = _find_profile(name)
@@ -523,20 +425,18 @@ def profiles_show(name: str) -> None:
 
 
 @profiles_app.command("check")
-def profiles_check(name: str) -> None:
-    """Validate a profile by name or file; exit 1 with FILE:LINE and the fix if it is wrong."""
-
-
+def profiles_check(name: Annotated[str, typer.Argument(metavar="NAME|FILE", hidden=True)]) -> None:
+    """Validate a profile by NAME or FILE; exit 1 with FILE:LINE and the fix if it is wrong."""
     prof = _find_profile(name)
     typer.echo(f"ok: {prof.path} ({len(prof.credentials)} credential(s))")
 
 
-# ---- doctor ----
+# ---- doctor and help ----
 
 @app.command()
 def doctor() -> None:
     """Providers and whether each works here, file modes, the listener and the connections."""
-    from runwrap.consumer.client import control
+    from runwrap.listener import manage
     from runwrap.paths import wrong_modes
     from runwrap.providers import available
 
@@ -554,11 +454,23 @@ def doctor() -> None:
         typer.echo("  modes ok (folders 0700, files 0600)")
     problems += len(bad)
     try:
-        status = control(lay, {"op": "status"})
-        typer.echo(f"listener: running on {status['address']} (provider {status['provider']})")
+        running = manage.status(lay)
+        typer.echo(f"listener: running on {running.address} (provider {running.provider})")
     except RunwrapError:
         typer.echo(f"listener: not running on unix:{lay.socket}")
     raise typer.Exit(1 if problems else 0)
+
+
+@app.command("help", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def help_(ctx: typer.Context) -> None:
+    """Show the help of runwrap, or of COMMAND: runwrap help [COMMAND [SUBCOMMAND]]"""
+    from runwrap.cli import exec_args
+
+    words = list(ctx.args)
+    if words and exec_args.is_exec_form(words):  # `runwrap help exec`, `runwrap help PROFILE`
+        raise typer.Exit(exec_args.main(["--help"]))
+    raise typer.Exit(run_app([*words, "--help"], debug=_DEBUG))
 
 
 def _table(header: list[str], rows: list[list[str]], *, empty: str) -> None:
@@ -570,27 +482,37 @@ def _table(header: list[str], rows: list[list[str]], *, empty: str) -> None:
         typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+# ---- the one way out ----
+
 def run_app(args: list[str], *, debug: bool = False) -> int:
+    """Run the typer app on `args` and return the exit status; every error goes to errors.report."""
     global _DEBUG
     _DEBUG = debug
+    family = FAMILIES.get(args[0], OTHER) if args else OTHER
     try:
         result = app(args=args, prog_name="runwrap", standalone_mode=False)
     except typer.Exit as exc:
-        return int(getattr(exc, "exit_code", 0) or 0)
-    except typer.Abort:
+        return exc.exit_code
+    except typer.Abort:  # end of input at a prompt
         return 130
-    except typer.TyperException as exc:  # usage errors (typer's vendored click)
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            sys.stderr.write(f"runwrap: {exc}\n")
-        return int(getattr(exc, "exit_code", 2))
-    except RunwrapError as exc:
-        if debug:
-            raise
-        sys.stderr.write(f"runwrap: {exc.message}\n")
-        return 1
-    except SystemExit as exc:
-        return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    except NoArgsIsHelpError as exc:  # `runwrap peers`: the help, as a usage error
+        exc.show()
+        return status(UsageError("no command given"), family)
+    except typer.TyperException as exc:
+        return report(_translated(exc), family, debug=debug)
+    except Exception as exc:
+        return report(exc, family, debug=debug)
+    except SystemExit as exc:  # typer's own way out after a broken pipe
+        return exc.code if isinstance(exc.code, int) else 1
     return result if isinstance(result, int) else 0
+
+
+def _translated(exc: typer.TyperException) -> RunwrapError:
+    """typer's errors in runwrap's words: one line, a usage error naming the command's --help."""
+    if isinstance(exc, TyperUsageError):
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        error: RunwrapError = UsageError(exc.format_message().rstrip(".") + hint)
+    else:
+        error = RunwrapError(exc.format_message())
+    error.__cause__ = exc  # --debug shows where typer raised it
+    return error

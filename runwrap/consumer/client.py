@@ -8,12 +8,10 @@ fork safely afterwards.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from runwrap.consumer.connections import Connection, Connections
@@ -150,23 +148,6 @@ class HeldLease:
         finally:
             self.closed = True
             self.channel.close()
-
-
-def control(lay: Layout, request: Mapping[str, Any], socket_path: Path | None = None) -> dict[str, Any]:
-    """Ask the local listener to do something (invite, revoke, scope, status)."""
-    path = socket_path or lay.socket
-    sock = connect(f"unix:{path}", 5.0)
-    try:
-        sock.sendall(framing.preface(framing.MODE_CONTROL))
-        framing.send_frame(sock, json.dumps(dict(request)).encode())
-        reply = json.loads(framing.recv_frame(sock, deadline=time.monotonic() + 10.0))
-    except ValueError:
-        raise ProtocolError("the listener's control answer is malformed") from None
-    finally:
-        sock.close()
-    if not reply.get("ok"):
-        raise RunwrapError(str(reply.get("error") or "the listener refused"))
-    return dict(reply)
 
 
 def default_provenance(argv0: str | None = None, profile: str | None = None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import stat
+import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -46,7 +47,8 @@ KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe (FIFO)
 
 
 class AuditError(RunwrapError):
-    """The audit log cannot be written; the listener refuses requests until it can."""
+    """The audit log cannot be written, so the listener refuses requests until it can. Free space,
+    or fix the file or folder the message names; a running listener serves again once it can write."""
 
 
 def now_rfc3339() -> str:
@@ -254,6 +256,65 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
         return
     with handle:
         for raw in handle:
+            event = parse_line(raw)
+            if event is not None:
+                yield event
+
+
+def read_log(path: Path, *, missing_ok: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """Every well-formed event so far, oldest first, and the offset just past the last whole line
+    (where `follow` goes on). RunwrapError if the log cannot be read, or is missing and not `missing_ok`."""
+    events: list[dict[str, Any]] = []
+    offset = 0
+    try:
+        with open(path, "rb") as handle:
+            for raw in handle:
+                event = parse_line(raw)
+                if event is not None:
+                    events.append(event)
+                if raw.endswith(b"\n"):
+                    offset += len(raw)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise RunwrapError(f"no audit log at {path} (has a listener run with this home? "
+                               "use --file for a listener started with --audit-log)") from None
+    except OSError as exc:
+        raise RunwrapError(f"cannot read the audit log {path}: {exc.strerror}") from None
+    return events, offset
+
+
+def follow(path: Path, offset: int = 0, *, interval: float = 0.2,
+           until: float | None = None) -> Iterator[dict[str, Any]]:
+    """The events appended to the log after `offset`, as they come, like `tail -F`: a rotated,
+    recreated or truncated log is read again from its start, a missing one waited for. Goes on
+    until `until` (a time.monotonic() deadline), or for ever."""
+    identity: tuple[int, int] | None = None
+    pending = b""
+    while until is None or time.monotonic() < until:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            time.sleep(interval)
+            continue
+        if identity is not None and (info.st_dev, info.st_ino) != identity:
+            offset, pending = 0, b""  # rotated or recreated: the new file from its start
+        elif info.st_size < offset:
+            offset, pending = 0, b""  # truncated
+        identity = (info.st_dev, info.st_ino)
+        if info.st_size == offset:
+            time.sleep(interval)
+            continue
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except FileNotFoundError:
+            continue  # removed between stat and open: wait for the next one
+        except OSError as exc:
+            raise RunwrapError(f"cannot read the audit log {path}: {exc.strerror}") from None
+        offset += len(data)
+        *lines, pending = (pending + data).split(b"\n")
+        for raw in lines:
             event = parse_line(raw)
             if event is not None:
                 yield event

@@ -155,7 +155,8 @@ class PassProvider(Provider):
 
 
 class NeedsPassphrase(ProviderError):
-    """The store's gpg key is protected and the gpg-agent does not hold its passphrase."""
+    """The store's gpg key is protected and the gpg-agent does not hold its passphrase. Unlock it
+    once where the listener runs (`pass show` any entry), or start the listener in a terminal."""
 
 
 def _walk(store: Path) -> Iterator[str]:

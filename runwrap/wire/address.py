@@ -25,15 +25,29 @@ def parse_address(address: str) -> tuple[str, str | tuple[str, int]]:
     return "unix", path
 
 
-def split_host_port(text: str, *, what: str | None = None) -> tuple[str, int]:
-    """`HOST:PORT`, `[V6]:PORT` or `V6-LITERAL:PORT` -> (host, port); ConfigError for anything else."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
+def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """(host, port) from `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (the default host); port 0 lets the
+    kernel pick one. ValueError saying what is accepted otherwise (`listen --tcp` as people write it)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit():
+        raise ValueError(f"not HOST:PORT: {text!r} (use e.g. 127.0.0.1:7777 or [::1]:7777)")
+    if int(port) > 65535:
+        raise ValueError(f"not a port: {port} (use 0 to 65535)")
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(f"not HOST:PORT: {text!r} (an IPv6 address goes in brackets: [::1]:7777)")
         host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"not an address: {what or text!r} (use tcp:HOST:PORT, a port 0-65535, "
-                          "or tcp:[V6]:PORT)")
-    return host, int(port)
+    elif ":" in host:
+        raise ValueError(f"not HOST:PORT: {text!r} (an IPv6 address goes in brackets: [{host}]:{port})")
+    return host or default_host, int(port)
+
+
+def split_host_port(text: str, *, what: str | None = None) -> tuple[str, int]:
+    """The (host, port) of a connection's `tcp:` address; ConfigError (a bad file entry) otherwise."""
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise ConfigError(f"not an address: {what or text!r}: {exc}") from None
 
 
 def tcp_address(host: str, port: int) -> str:

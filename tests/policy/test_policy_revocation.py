@@ -27,10 +27,10 @@ def start_child(running: RunningListener, tmp_path: Path, seconds: int = 60) -> 
 
 
 def _leases(running: RunningListener) -> int:
-    from runwrap.consumer.client import control
+    from runwrap.listener import manage
     from runwrap.paths import layout
 
-    return int(sum(control(layout(running.env), {"op": "status"})["leases"].values()))
+    return sum(manage.status(layout(running.env)).leases.values())
 
 
 def alive(pid: int) -> bool:
