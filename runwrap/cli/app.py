@@ -103,6 +103,8 @@ def run(
     id: Annotated[str | None, typer.Option("--id", help="The vault item id.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="VAR=FIELD, repeatable.")] = None,
     env_all: Annotated[bool, typer.Option("--env-all", help="Every field as PREFIX+FIELD.")] = False,
+    file: Annotated[list[str] | None, typer.Option("--file", help="VAR=FIELD, repeatable: the field as an "
+                                                   "in-memory file (mode 0400), VAR its /dev/fd path.")] = None,
     prefix: Annotated[str, typer.Option(help="Prefix for --env-all.")] = "AAC_",
     keep_env: Annotated[list[str] | None, typer.Option("--keep-env", help="Also inherit NAME (glob).")] = None,
     connection: Annotated[str | None, typer.Option(help="The paired listener to ask.")] = None,
@@ -122,7 +124,7 @@ def run(
         seconds = parse_duration(timeout) if timeout else None
         args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
                               keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
-                              timeout=seconds, command=command)
+                              timeout=seconds, command=command, files=list(file or []))
         raise typer.Exit(launch.exec_run(args))
     except ValueError as exc:
         raise _fail(UsageError(str(exc)), 125) from None
