@@ -138,7 +138,7 @@ class _Supervisor:
             if self.raw is not None:
                 self.raw.restore()
             self._wipe()
-            self.launch.files.remove()  # after the reaping on the normal way out; here for the others
+            self.launch.files.remove()  # after _child_ended's reaping: a descendant reads its file until then
         return self._finish()
 
     def _plan_io(self, plan: Plan) -> list[int]:
@@ -452,7 +452,6 @@ class _Supervisor:
         if self.revoked is not None:
             grace = min(grace, REVOKE_GRACE)
         reaper.end_descendants(grace, self.sigfd)
-        self.launch.files.remove()  # only now: a descendant may read its file until it is gone
 
     def exit_status(self) -> int:
         """What a shell would show: the exit code, or 128+N for a death by signal N."""

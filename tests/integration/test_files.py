@@ -248,3 +248,39 @@ def test_client_env_refuses_a_profile_with_files(vault, tmp_path):
         client.env(profile(tmp_path, PGPASS))
     assert len(requests(vault)) == before
 
+
+
+
+GRANDCHILD = """
+import os, signal, sys
+def read_them(*_):
+    sizes = [len(open(os.environ[var], "rb").read()) for var in ("NOTE", "SHARED")]
+    with open(sys.argv[2] + ".tmp", "w") as out:
+        out.write(" ".join(map(str, sizes)))
+    os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+    os._exit(0)
+signal.signal(signal.SIGTERM, read_them)
+open(sys.argv[1], "w").close()
+while True:
+    signal.pause()
+"""
+
+# Starts GRANDCHILD in the background, waits until it has its handler, and exits.
+STARTER = """
+import os, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]], close_fds=False)  # keep /dev/fd/N
+deadline = time.monotonic() + 20
+while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+"""
+
+
+def test_a_descendant_reads_its_files_until_the_tree_has_ended(vault, tmp_path):
+    # The child exits at once; its grandchild reads both files only when runwrap, ending the tree,
+    # sends it SIGTERM. The files are zeroed and removed after that, not when the child ends.
+    text = PGPASS.replace("NOTE: {field: notes}", "NOTE: {field: notes}\n      SHARED: {field: password, path: true}")
+    ready, out = tmp_path / "ready", tmp_path / "sizes"
+    result = runwrap(vault, profile(tmp_path, text), "--", sys.executable, "-c", STARTER, GRANDCHILD, str(ready),
+                     str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().split() == [str(len(NOTES)), str(len(PASSWORD))]
