@@ -92,7 +92,7 @@ def postgres() -> Iterator[int]:
             input=f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}';\n")
         yield port
     finally:
-        subprocess.run([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], env=env, cwd=folder,
+        subprocess.run([_pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"], env=env, cwd=folder,
                        capture_output=True, timeout=60, check=False, **as_user)  # type: ignore[call-overload]
         shutil.rmtree(folder, ignore_errors=True)
 
