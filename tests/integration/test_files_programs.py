@@ -192,3 +192,25 @@ def test_curl_authenticates_with_a_netrc_file(vault, tmp_path, web):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello ***\n"  # the server echoes the user name; runwrap masks it
     assert seen == ["Basic " + base64.b64encode(f"{WEB_USER}:{WEB_PASSWORD}".encode()).decode()]
+
+
+GIT_PROFILE = """\
+credentials:
+  - domain: git.internal
+    files:
+      SSH_KEY: {field: notes}
+env:
+  inherit: [PATH, HOME]
+  set:
+    GIT_SSH_COMMAND: %s
+"""
+
+
+def test_git_hands_the_key_to_its_ssh_command(vault, tmp_path, ssh_key):
+    # docs/integrations.md's recipe, with the ssh replaced by ssh-keygen (no sshd here): git runs
+    # GIT_SSH_COMMAND through the shell, which expands $SSH_KEY, and the key opens through /dev/fd.
+    command = "'ssh-keygen -y -f \"$SSH_KEY\" >&2; exit 3; :'"
+    result = runwrap(vault, profile(tmp_path, GIT_PROFILE % command), "--", "git", "ls-remote",
+                     "ssh://git@git.internal/repo.git")
+    assert result.returncode != 0  # git: the "ssh" did not talk to a server
+    assert ssh_key[1] in result.stderr, result.stderr

@@ -143,3 +143,16 @@ def test_the_cache_keeps_the_files(tmp_path, monkeypatch):
     cached = find("p", environ=environ, cwd=tmp_path)
     assert cached.description == "from the cache"
     assert cached.credentials == parsed.credentials and cached.credentials[0].files["KUBECONFIG"].path is True
+
+
+DOCS = [Path(__file__).resolve().parents[2] / name for name in ("README.md", "docs/files.md", "docs/integrations.md")]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_profile_with_files_in_the_docs_is_valid(tmp_path, doc):
+    blocks = [block.split("```", 1)[0] for block in doc.read_text().split("```yaml\n")[1:]]
+    with_files = [block for block in blocks if "files:" in block and "credentials:" in block]
+    assert with_files
+    for block in with_files:
+        profile = load(write(tmp_path, block.replace("# profiles/deploy.yaml\n", "")))
+        assert any(spec.files for spec in profile.credentials)
