@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -284,3 +285,21 @@ def test_a_descendant_reads_its_files_until_the_tree_has_ended(vault, tmp_path):
                      str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_text().split() == [str(len(NOTES)), str(len(PASSWORD))]
+
+
+def test_the_exec_path_with_files_loads_nothing_it_does_not_need(vault, tmp_path):
+    from tests.integration.test_end_to_end import NOT_ON_THE_EXEC_PATH
+
+    path = profile(tmp_path, PGPASS.replace("NOTE: {field: notes}", "NOTE: {field: notes, path: true}"))
+    env = {"PYTHONPROFILEIMPORTTIME": "1"}
+    deadline = time.monotonic() + 20  # the parsed profile is cached once the file is 2 s old
+    while True:
+        result = runwrap(vault, path, "--", "true", env=env)
+        assert result.returncode == 0, result.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+        if "yaml" not in imported or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert {"runwrap.supervise.memfile", "runwrap.profile.files"} <= imported
+    assert sorted(imported & NOT_ON_THE_EXEC_PATH) == []
