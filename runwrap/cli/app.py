@@ -142,6 +142,8 @@ def run(
     id: Annotated[str | None, typer.Option("--id", metavar="ID", help="The vault item id.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", metavar="VAR=FIELD", help="Repeatable.")] = None,
     env_all: Annotated[bool, typer.Option("--env-all", help="Every field as PREFIX+FIELD.")] = False,
+    file: Annotated[list[str] | None, typer.Option("--file", metavar="VAR=FIELD", help="Repeatable: the field as "
+                                                   "an in-memory file (mode 0400), VAR its /dev/fd path.")] = None,
     prefix: Annotated[str, typer.Option(metavar="PREFIX", help="Prefix for --env-all.")] = "AAC_",
     keep_env: Annotated[list[str] | None, typer.Option(
         "--keep-env", metavar="NAME", help="Also inherit NAME (a glob), repeatable.")] = None,
@@ -159,7 +161,8 @@ def run(
         raise UsageError("name exactly one of --domain or --id")
     args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
                           keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
-                          timeout=_duration("--timeout", timeout) if timeout else None, command=command)
+                          timeout=_duration("--timeout", timeout) if timeout else None, command=command,
+                          files=list(file or []))
     raise typer.Exit(launch.exec_run(args))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from runwrap.consumer.connections import Connection, Connections
@@ -157,19 +157,23 @@ def default_provenance(argv0: str | None = None, profile: str | None = None) -> 
 
 
 def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, provenance: Mapping[str, Any], *,
-          optional: bool = False) -> dict[str, Secret]:
+          optional: bool = False, on_item: Callable[[CredentialSpec, Credential], None] | None = None
+          ) -> dict[str, Secret]:
     """Every variable `specs` name, from one session; the listener is asked only for named fields.
 
     `source` is where the specs came from (a profile's path), for messages. A field the item lacks
     is an error naming the spec's line, unless `optional` (`run --env-all`: an item with no TOTP or
     notes simply sets no such variable). On any failure nothing is returned and every value fetched
-    so far is wiped.
+    so far is wiped. `on_item` sees each credential before it is wiped (the exec path copies the
+    fields of the spec's `files:` out of it).
     """
     injected: dict[str, Secret] = {}
     try:
         for spec in specs:
-            cred = channel.request(spec.query, sorted(set(spec.env.values())), provenance)
+            cred = channel.request(spec.query, spec.fields, provenance)
             try:
+                if on_item is not None:
+                    on_item(spec, cred)
                 for var, field in spec.env.items():
                     if field in cred:
                         injected[var] = Secret(cred[field].buffer)

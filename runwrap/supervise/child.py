@@ -22,11 +22,12 @@ from runwrap.supervise import hardening, ptyio
 class Plan:
     """How the child's stdio and process group are set up."""
 
-    def __init__(self, ignored: tuple[int, ...] = ()) -> None:
+    def __init__(self, ignored: tuple[int, ...] = (), inherit: tuple[int, ...] = ()) -> None:
         self.stdio: dict[int, int] = {}  # child fd -> fd to dup2 onto it
         self.own_group = False
         self.pty_slave: int | None = None
         self.ignored = ignored
+        self.inherit = inherit  # close-on-exec fds the command keeps at their numbers (secret files)
 
 
 def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report: int) -> NoReturn:
@@ -40,6 +41,8 @@ def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report
             os.setpgid(0, 0)
         for target, source in plan.stdio.items():
             os.dup2(source, target)
+        for fd in plan.inherit:
+            os.set_inheritable(fd, True)
         for signo in range(1, signal.NSIG):
             if signo in (signal.SIGKILL, signal.SIGSTOP):
                 continue

@@ -33,6 +33,7 @@ from runwrap.record import Record
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise import ptyio, reaper
 from runwrap.supervise.child import Plan, exec_child, exec_error
+from runwrap.supervise.memfile import FileSet
 from runwrap.supervise.signals import SignalFd, die_by, kill, killpg
 from runwrap.supervise.streams import Stream, say
 
@@ -59,11 +60,11 @@ class Lease(Protocol):
 class Launch(Record):
     """What to run and how: the one argument of `run`."""
 
-    __slots__ = ("argv", "env", "kill_grace", "lease", "mask", "secrets", "timeout")
+    __slots__ = ("argv", "env", "files", "kill_grace", "lease", "mask", "secrets", "timeout")
 
     def __init__(self, argv: list[str], env: dict[str, str | Secret], secrets: tuple[Secret, ...] = (),
                  mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
-                 lease: Lease | None = None) -> None:
+                 lease: Lease | None = None, files: FileSet | None = None) -> None:
         self.argv = argv  # argv[0] already resolved by command.resolve_command
         self.env = env  # the child's exact environment
         self.secrets = secrets  # every injected value, once: masked in the output, zeroed at the end
@@ -71,6 +72,7 @@ class Launch(Record):
         self.timeout = timeout
         self.kill_grace = kill_grace
         self.lease = lease
+        self.files = FileSet() if files is None else files  # inherited by the child, removed after its tree
 
 
 # ---- the supervisor ----
@@ -109,7 +111,7 @@ class _Supervisor:
     def run(self) -> int:
         ignored = tuple(s for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
                         if signal.getsignal(s) == signal.SIG_IGN)
-        plan = Plan(ignored=ignored)
+        plan = Plan(ignored=ignored, inherit=self.launch.files.child_fds())
         child_ends = self._plan_io(plan)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
@@ -121,6 +123,7 @@ class _Supervisor:
             self.sigfd.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self._wipe()
+            self.launch.files.remove()
             raise
         # From here the forwarded signals stay blocked: runwrap exits with the child's status, and
         # a signal that arrives after the child is gone must not turn into runwrap's own death.
@@ -135,6 +138,7 @@ class _Supervisor:
             if self.raw is not None:
                 self.raw.restore()
             self._wipe()
+            self.launch.files.remove()  # after _child_ended's reaping: a descendant reads its file until then
         return self._finish()
 
     def _plan_io(self, plan: Plan) -> list[int]:
