@@ -1,7 +1,8 @@
-"""The files that pin keys: the listener's peers, the consumer's connections, both identities.
+"""The files that pin keys: the consumer's connections, both identities.
 
-Peers (listener side) and connections (consumer side) are JSON documents written atomically with
-mode 0600 in 0700 folders (runwrap.paths), and refused when read if others can read or change them.
+Connections are a JSON document written atomically with mode 0600 in 0700 folders
+(runwrap.paths), and refused when read if others can read or change it (the listener's peers
+are runwrap.listener.peers).
 A key on disk is the raw X25519 private key, hex-encoded, created once and never overwritten.
 """
 
@@ -54,70 +55,6 @@ def _load_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path} is not a runwrap file; fix or remove it")
     return loaded
-
-
-class Peer(Record):
-    __slots__ = ("name", "paired_at", "public", "revoked", "scope")
-
-    def __init__(self, name: str, public: str, scope: list[str] | None = None, paired_at: str = "",
-                 revoked: bool = False) -> None:
-        self.name = name
-        self.public = public  # hex
-        self.scope = ["*"] if scope is None else scope
-        self.paired_at = paired_at
-        self.revoked = revoked
-
-    @property
-    def public_bytes(self) -> bytes:
-        return bytes.fromhex(self.public)
-
-
-def _checked_peer(name: str, entry: dict[str, Any]) -> Peer:
-    """A peer from peers.json, which people edit by hand: anything malformed is refused, never widened
-    (a missing or `null` scope must not become `*`). TypeError or ValueError otherwise."""
-    from runwrap.listener.policy import check_pattern  # listener-only; keeps the consumer's exec path lean
-
-    peer = Peer(name=name, **{k: v for k, v in entry.items() if k != "name"})
-    scope = entry.get("scope")  # required: a missing scope is not read as `*`
-    if not isinstance(scope, list) or not all(isinstance(p, str) for p in scope):
-        raise TypeError("scope must be a list of patterns")
-    for pattern in scope:
-        check_pattern(pattern)
-    if not isinstance(peer.revoked, bool) or not isinstance(peer.paired_at, str):
-        raise TypeError("revoked must be true or false, paired_at a string")
-    if len(bytes.fromhex(peer.public)) != 32:
-        raise ValueError("public must be a 32-byte key in hex")
-    return peer
-
-
-class Peers:
-    """The listener's paired consumers, keyed by name."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        raw = _load_json(path, {"peers": {}})
-        try:
-            self.by_name = {name: _checked_peer(name, p) for name, p in raw.get("peers", {}).items()}
-        except (TypeError, ValueError, AttributeError):
-            raise ConfigError(f"{path} has an entry runwrap does not understand; fix or remove it") from None
-
-    def save(self) -> None:
-        doc = {"peers": {name: {k: v for k, v in p.as_dict().items() if k != "name"}
-                         for name, p in sorted(self.by_name.items())}}
-        write_private(self.path, json.dumps(doc, indent=2).encode() + b"\n")
-
-    def by_key(self, public: bytes) -> Peer | None:
-        hexkey = public.hex()
-        for peer in self.by_name.values():
-            if peer.public == hexkey:
-                return peer
-        return None
-
-    def add(self, name: str, public: bytes, scope: list[str]) -> Peer:
-        peer = Peer(name=name, public=public.hex(), scope=list(scope), paired_at=_now())
-        self.by_name[name] = peer
-        self.save()
-        return peer
 
 
 class Connection(Record):
@@ -189,10 +126,6 @@ class Connections:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def open_peers(lay: Layout) -> Peers:
-    return Peers(lay.peers)
 
 
 def open_connections(lay: Layout) -> Connections:

@@ -320,7 +320,8 @@ def invite(
 @peers_app.command("list")
 def peers_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
     """The paired consumers, their keys and scopes."""
-    from runwrap.store import Peers, fingerprint
+    from runwrap.listener.peers import Peers
+    from runwrap.store import fingerprint
 
     try:
         peers = Peers(_layout().peers)
@@ -354,7 +355,8 @@ def _peer_change(request: dict[str, Any]) -> None:
     from runwrap.errors import ConnectionFailed
     from runwrap.listener import policy
     from runwrap.listener.audit import AuditLog
-    from runwrap.store import Peers, fingerprint
+    from runwrap.listener.peers import Peers
+    from runwrap.store import fingerprint
 
     lay = _layout()
     try:

@@ -15,8 +15,8 @@ from runwrap.errors import ProtocolError, RunwrapError
 from runwrap.listener import policy
 from runwrap.listener.audit import AuditError
 from runwrap.listener.invites import DEFAULT_INVITE_TTL
-from runwrap.listener.sessions import end_lease, peer_fp
-from runwrap.store import Peer
+from runwrap.listener.peers import Peer, peer_fp
+from runwrap.listener.sessions import end_lease
 from runwrap.wire import framing
 
 if TYPE_CHECKING:

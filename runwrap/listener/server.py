@@ -31,9 +31,10 @@ from runwrap.listener import control, invites, policy, sessions
 from runwrap.listener.approval import Approvals
 from runwrap.listener.audit import AuditError, AuditLog
 from runwrap.listener.invites import DEFAULT_INVITE_TTL, Invite
+from runwrap.listener.peers import Peers
 from runwrap.listener.sessions import LeaseState
 from runwrap.paths import Layout, private_dir
-from runwrap.store import Peers, load_or_create_identity
+from runwrap.store import load_or_create_identity
 from runwrap.wire import framing, noise_session
 
 MAX_CONNECTIONS = 2048
@@ -126,10 +127,6 @@ class Listener:
                                                backlog=1024)
         self._servers.append(unix)
         self.handshaking: dict[asyncio.StreamWriter, float] = {}
-        self.peers_seen: tuple[int, int, int] | None = None
-        with contextlib.suppress(OSError):  # what sessions.serve compares peers.json against
-            info = os.stat(self.peers.path)
-            self.peers_seen = (info.st_ino, info.st_mtime_ns, info.st_size)
         # Room for MAX_CONNECTIONS sockets: a listener that runs out of descriptors stops accepting.
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < MAX_CONNECTIONS + 256:

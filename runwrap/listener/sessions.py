@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ from runwrap.durations import format_duration
 from runwrap.errors import NotFound, ProtocolError, ProviderError, RunwrapError
 from runwrap.listener import approval, policy
 from runwrap.listener.audit import AuditError
+from runwrap.listener.peers import Peer, peer_fp
 from runwrap.secret import Secret, wipe_bytes
-from runwrap.store import Peer, Peers, fingerprint
+from runwrap.store import fingerprint
 from runwrap.wire import framing, messages, noise_session
 
 if TYPE_CHECKING:
@@ -61,19 +61,12 @@ async def serve(listener: Listener, reader: asyncio.StreamReader, writer: asynci
     remote = handshake.remote_static or b""
     # peers.json may have been edited by hand (a peer removed): follow it, failing closed.
     try:
-        info = os.stat(listener.peers.path)
-        seen: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
-    except OSError:
-        seen = None
-    if seen != getattr(listener, "peers_seen", seen):
-        try:
-            listener.peers = Peers(listener.peers.path)
-        except RunwrapError as exc:
-            listener.log("handshake_failed", peer_fp=fingerprint(remote), decision="error",
-                         reason=f"the peers file cannot be read: {exc}")
-            await listener.reject(writer, "error", "the listener cannot read its peers file")
-            return
-    listener.peers_seen = seen
+        listener.peers.refresh()
+    except RunwrapError as exc:
+        listener.log("handshake_failed", peer_fp=fingerprint(remote), decision="error",
+                     reason=f"the peers file cannot be read: {exc}")
+        await listener.reject(writer, "error", "the listener cannot read its peers file")
+        return
     peer = listener.peers.by_key(remote)
     if payload or peer is None or peer.revoked:
         why = ("message 1 carried a payload" if payload else
@@ -299,10 +292,6 @@ def item_fields(item: Item, wanted: list[str]) -> dict[str, Secret]:
             if value:
                 out[name] = Secret(str(value))
     return out
-
-
-def peer_fp(peer: Peer | None) -> str | None:
-    return fingerprint(peer.public_bytes) if peer else None
 
 
 def _claim(provenance: Any) -> dict[str, str] | None:

@@ -133,7 +133,7 @@ GOOD_KEY = "11" * 32
 ])
 def test_a_hand_edited_peer_entry_that_is_malformed_is_refused_never_widened(tmp_path, entry):
     from runwrap.errors import ConfigError
-    from runwrap.store import Peers
+    from runwrap.listener.peers import Peers
 
     path = tmp_path / "peers.json"
     path.write_text(json.dumps({"peers": {"ci": entry}}))
@@ -143,10 +143,46 @@ def test_a_hand_edited_peer_entry_that_is_malformed_is_refused_never_widened(tmp
 
 
 def test_a_well_formed_peer_entry_is_read_as_written(tmp_path):
-    from runwrap.store import Peers
+    from runwrap.listener.peers import Peers
 
     path = tmp_path / "peers.json"
     path.write_text(json.dumps({"peers": {"ci": {"public": GOOD_KEY, "scope": ["GitHub.com"], "revoked": True}}}))
     path.chmod(0o600)
     peer = Peers(path).by_name["ci"]
     assert (peer.scope, peer.revoked, peer.public_bytes) == (["GitHub.com"], True, bytes.fromhex(GOOD_KEY))
+
+
+def _write_peers(path: Path, peers: dict[str, dict[str, object]]) -> None:
+    path.write_text(json.dumps({"peers": peers}))
+    path.chmod(0o600)
+
+
+def test_peers_follow_a_hand_edit_of_the_file(tmp_path):
+    from runwrap.listener.peers import Peers
+
+    path = tmp_path / "peers.json"
+    _write_peers(path, {"ci": {"public": GOOD_KEY, "scope": ["*"]}, "old": {"public": "22" * 32, "scope": ["*"]}})
+    peers = Peers(path)
+    peers.refresh()  # unchanged: what was read stays, in-memory state and all
+    peers.by_name["ci"].scope = ["github.com"]
+    peers.refresh()
+    assert peers.by_name["ci"].scope == ["github.com"]
+    _write_peers(path, {"ci": {"public": GOOD_KEY, "scope": ["*"]}})  # `old` removed by hand
+    peers.refresh()
+    assert set(peers.by_name) == {"ci"} and peers.by_name["ci"].scope == ["*"]
+
+
+def test_peers_refuse_a_broken_edit_until_it_is_fixed(tmp_path):
+    from runwrap.errors import ConfigError
+    from runwrap.listener.peers import Peers
+
+    path = tmp_path / "peers.json"
+    _write_peers(path, {"ci": {"public": GOOD_KEY, "scope": ["*"]}})
+    peers = Peers(path)
+    path.write_text('{"peers": {"ci": ')
+    for _ in range(2):  # every call fails closed, not only the first after the edit
+        with pytest.raises(ConfigError, match="not valid JSON"):
+            peers.refresh()
+    _write_peers(path, {"ci": {"public": GOOD_KEY, "scope": ["github.com"]}})
+    peers.refresh()
+    assert peers.by_name["ci"].scope == ["github.com"]

@@ -17,8 +17,9 @@ from spake2.spake2 import finalize_SPAKE2
 
 from runwrap.consumer import client
 from runwrap.errors import ConnectionFailed, PairingFailed, ProtocolError
+from runwrap.listener.peers import Peers
 from runwrap.paths import layout
-from runwrap.store import Connections, Peers, load_or_create_identity
+from runwrap.store import Connections, load_or_create_identity
 from runwrap.testing.listener import RunningListener
 from runwrap.wire import framing, noise_session, pairing
 from tests.wire.wire_kit import RecordingProxy, fetch, frame, read_frame, split_frames, unix

@@ -10,8 +10,9 @@ import pytest
 
 from runwrap.consumer.client import Channel
 from runwrap.errors import FingerprintMismatch, HandshakeFailed
+from runwrap.listener.peers import Peers
 from runwrap.paths import layout
-from runwrap.store import Connections, Peers
+from runwrap.store import Connections
 from runwrap.testing.listener import RunningListener
 from runwrap.wire import framing
 from tests.wire.wire_kit import consumer_private, fetch, frame, ik_message1, listener_public, read_frame, unix
