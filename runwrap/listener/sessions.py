@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runwrap.credential import FIELDS, Item, Query
-from runwrap.durations import format_duration
 from runwrap.errors import NotFound, ProtocolError, ProviderError, RunwrapError
 from runwrap.listener import approval, policy
 from runwrap.listener.audit import AuditError
-from runwrap.listener.peers import Peer, peer_fp
+from runwrap.listener.peers import peer_fp
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.store import fingerprint
 from runwrap.wire import framing, messages, noise_session
@@ -178,17 +177,15 @@ async def _answer(listener: Listener, state: LeaseState, header: dict[str, Any])
         await _send_error(state, "error", f"bad request: fields must be among {', '.join(FIELDS)}")
         return
     base.update(query=query.to_wire(), fields=wanted)
-    decision, code, reason, retry = _decide(listener, peer, query)
-    if decision == "allowed" and not await approval.approve(listener, state.peer, query, wanted,
-                                                            base["provenance"]):
-        decision, code, reason = "denied", "denied", f"{query} was not approved on the listener"
-    if decision == "allowed":
+    verdict = _decide(listener, state, query, count=True)
+    if verdict.allowed and not await approval.approve(listener, state.peer, query, wanted, base["provenance"]):
+        verdict = policy.Decision("denied", "denied", f"{query} was not approved on the listener")
+    if verdict.allowed:
         # The peer may have been revoked or rescoped while the question was open.
-        decision, code, reason, retry = _decide(listener, listener.peers.by_name.get(state.peer), query,
-                                                state=state, take=False)
-    if decision != "allowed":
-        listener.log("request", **base, decision=decision, reason=reason)
-        await _send_error(state, code, reason, retry_after=retry)
+        verdict = _decide(listener, state, query, count=False)
+    if not verdict.allowed:
+        listener.log("request", **base, decision=verdict.decision, reason=verdict.reason)
+        await _send_error(state, verdict.code, verdict.reason, retry_after=verdict.retry_after)
         return
     try:
         item = await asyncio.get_running_loop().run_in_executor(None, listener.provider.lookup, query)
@@ -206,11 +203,10 @@ async def _answer(listener: Listener, state: LeaseState, header: dict[str, Any])
                           f"({type(exc).__name__}); see the listener's output")
         return
     try:
-        decision, code, reason, retry = _decide(listener, listener.peers.by_name.get(state.peer), query,
-                                                state=state, take=False)
-        if decision != "allowed":  # revoked (or rescoped) while the provider worked
-            listener.log("request", **base, decision=decision, reason=reason)
-            await _send_error(state, code, reason)
+        verdict = _decide(listener, state, query, count=False)
+        if not verdict.allowed:  # revoked (or rescoped) while the provider worked
+            listener.log("request", **base, decision=verdict.decision, reason=verdict.reason)
+            await _send_error(state, verdict.code, verdict.reason)
             return
         try:
             blobs = item_fields(item, wanted)
@@ -232,35 +228,19 @@ async def _answer(listener: Listener, state: LeaseState, header: dict[str, Any])
     await state.writer.drain()
 
 
-def _decide(listener: Listener, peer: Peer | None, query: Query, *, state: LeaseState | None = None,
-            take: bool = True) -> tuple[str, str, str, float | None]:
-    """(decision, wire code, reason, retry_after) before the provider is asked.
-
-    The rate limit comes first, so denied requests count too: a peer probing for names it may
-    not have is slowed down like one that drains the vault.
-    """
-    if listener.audit_broken:
-        return "error", "error", (f"the listener cannot write its audit log, so it refuses requests "
-                                  f"until it can ({listener.audit_broken})"), None
-    if peer is None or peer.revoked or (state is not None and state.ended):
-        why = "this lease was ended by the listener" if peer is not None and not peer.revoked else \
-            "this peer was revoked on the listener"
-        return "revoked", "revoked", why, None
-    if take:
-        bucket = listener.buckets.get(peer.name)
-        if bucket is None:
-            bucket = listener.buckets[peer.name] = policy.TokenBucket(*listener.options.rate)
-        wait = bucket.take()
-        if wait > 0:
-            count, period = listener.options.rate
-            return ("rate_limited", "rate_limited",
-                    f"rate limit of {count} requests per {format_duration(period)} reached for peer "
-                    f"{peer.name}; retry in {max(wait, 0.1):.1f}s", round(wait, 3))
-    if not policy.allows(peer.scope, query):
-        return ("denied", "denied", f"{query} is outside the scope of peer {peer.name} "
-                f"({' '.join(peer.scope) or 'nothing'}); the listener's owner can change it with "
-                f"`runwrap peers scope {peer.name} PATTERN...`", None)
-    return "allowed", "", "", None
+def _decide(listener: Listener, state: LeaseState, query: Query, *, count: bool) -> policy.Decision:
+    """policy.decide on what the listener knows now; `count` takes a token from the peer's bucket."""
+    peer = listener.peers.by_name.get(state.peer)
+    now = time.monotonic()
+    bucket = None
+    if count:
+        bucket = listener.buckets.get(state.peer) or policy.TokenBucket.full(*listener.options.rate, now)
+    decision = policy.decide(query, peer=state.peer, scope=peer.scope if peer else [],
+                             revoked=peer is None or peer.revoked, lease_ended=state.ended,
+                             audit_broken=listener.audit_broken, bucket=bucket, now=now)
+    if decision.bucket is not None:
+        listener.buckets[state.peer] = decision.bucket
+    return decision
 
 
 async def _send_error(state: LeaseState, code: str, message: str, *, retry_after: float | None = None) -> None:
