@@ -22,9 +22,6 @@ from runwrap.credential import FIELDS
 from runwrap.errors import RunwrapError
 from runwrap.paths import private_dir
 
-# `scope` (a peer's scope changed) is not in SPEC's first list; see docs/policy.md for why it is here.
-EVENTS = ("pair", "pair_failed", "handshake_failed", "request", "lease_end", "revoke", "scope")
-DECISIONS = ("allowed", "denied", "not_found", "rate_limited", "revoked", "error")
 COLUMNS = ("ts", "event", "peer", "query", "fields", "decision", "claim", "reason")
 
 
