@@ -208,7 +208,7 @@ def pair(
     """Pair this consumer with a listener using CODE, the one-time code `runwrap invite` (or
     `runwrap listen`) printed there."""
     from runwrap.consumer.pairing import pair as do_pair
-    from runwrap.store import fingerprint
+    from runwrap.wire.identity import fingerprint
 
     lay = _layout()
     conn = do_pair(code, address or f"unix:{lay.socket}", name, lay)
@@ -218,7 +218,8 @@ def pair(
 @connections_app.command("list")
 def connections_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
     """The paired listeners."""
-    from runwrap.store import Connections, fingerprint
+    from runwrap.consumer.connections import Connections
+    from runwrap.wire.identity import fingerprint
 
     conns = Connections(_layout().connections)
     listed = list(conns.by_name.values())
@@ -234,7 +235,7 @@ def connections_list(output: Annotated[Output, typer.Option()] = Output.text) ->
 @connections_app.command("remove")
 def connections_remove(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
     """Forget the paired listener NAME."""
-    from runwrap.store import Connections
+    from runwrap.consumer.connections import Connections
 
     Connections(_layout().connections).remove(name)
     typer.echo(f"removed connection {name}")
@@ -313,7 +314,8 @@ def invite(
 @peers_app.command("list")
 def peers_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
     """The paired consumers, their keys and scopes."""
-    from runwrap.store import Peers, fingerprint
+    from runwrap.listener.peers import Peers
+    from runwrap.wire.identity import fingerprint
 
     peers = Peers(_layout().peers)
     rows: list[dict[str, Any]] = [{"name": p.name, "fingerprint": fingerprint(p.public_bytes), "scope": p.scope,

@@ -31,10 +31,6 @@ from runwrap.credential import FIELDS
 from runwrap.errors import RunwrapError
 from runwrap.paths import folder_for_files
 
-# `scope` (a peer's scope changed) and `audit_gap` (the log could not be written for a while) are not
-# in SPEC's first list; see docs/policy.md for why they are here.
-EVENTS = ("pair", "pair_failed", "handshake_failed", "request", "lease_end", "revoke", "scope", "audit_gap")
-DECISIONS = ("allowed", "denied", "not_found", "rate_limited", "revoked", "error")
 COLUMNS = ("ts", "event", "peer", "query", "fields", "decision", "claim", "reason")
 # Events that record what happened whatever the log's state (a lease ended, a peer was revoked): kept
 # while the log is broken and written when it works again. Answers are never kept: one that could not

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 from runwrap.errors import ConnectionFailed, HandshakeFailed, ProtocolError, RunwrapError, UsageError
 from runwrap.listener import policy
 from runwrap.listener.audit import AuditLog
+from runwrap.listener.peers import Peer, Peers
 from runwrap.paths import Layout
-from runwrap.store import Peer, Peers, fingerprint
 from runwrap.wire import framing
+from runwrap.wire.identity import fingerprint
 
 if TYPE_CHECKING:  # the server (asyncio and all) is loaded only by `serve`
     from runwrap.listener.server import Options

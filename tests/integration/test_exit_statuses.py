@@ -22,7 +22,7 @@ from runwrap.testing.listener import RunningListener, runwrap_executable
 BUG_PATH = str(Path(__file__).resolve().parents[1] / "helpers" / "bug")
 INTERNAL = "runwrap: internal error (ZeroDivisionError); run again with --debug"
 EXEC_BUG = "runwrap.supervise.command:resolve_command"  # the exec forms resolve the command first
-CONNECT_BUG = "runwrap.store:load_or_create_identity"  # `connect` loads the consumer's key first
+CONNECT_BUG = "runwrap.wire.identity:load_or_create_identity"  # `connect` loads the consumer's key first
 OTHER_BUG = "runwrap.profile.lookup:list_profiles"  # what `profiles list` calls
 
 PROFILE = """\
