@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 
-from runwrap import __version__
 from runwrap.errors import RunwrapError, UsageError
 
 EPILOG = """Examples:
@@ -62,7 +61,9 @@ class Approve(str, Enum):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"runwrap {__version__}")
+        from importlib.metadata import version  # the installed package's; read only for --version
+
+        typer.echo(f"runwrap {version('runwrap')}")
         raise typer.Exit(0)
 
 
