@@ -27,6 +27,9 @@ import pytest
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+# The first test also builds and installs (pip fetches every file of the lock: nothing is cached
+# here): ~40 s on an idle machine, minutes on a loaded one. Each step has its own timeout below.
+pytestmark = pytest.mark.timeout(900)
 LABEL = "+wheeltest"
 
 
