@@ -19,7 +19,6 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer._click.exceptions import UsageError as TyperUsageError
 
-from runwrap import __version__
 from runwrap.errors import CONNECT, EXEC, OTHER, RunwrapError, UsageError, report, status
 
 if TYPE_CHECKING:
@@ -78,7 +77,9 @@ class Approve(str, Enum):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"runwrap {__version__}")
+        from importlib.metadata import version  # the installed package's; read only for --version
+
+        typer.echo(f"runwrap {version('runwrap')}")
         raise typer.Exit(0)
 
 
