@@ -222,7 +222,7 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
 
 def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str, FileSpec]:
     """`--file VAR=FIELD ...` to {VAR: FileSpec} (mode 0400, /dev/fd); UsageError for a bad one."""
-    from runwrap.profile.files import is_field_name
+    from runwrap.credential import is_field_name
 
     files: dict[str, FileSpec] = {}
     for flag in flags:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from runwrap.credential import is_field_name
 from runwrap.secret import Secret
 
-FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 DEFAULT_MODE = 0o400
 MODES = (0o400, 0o600, 0o440, 0o640)
 _MODE_TEXT = re.compile(r"(?:0o|0)?([0-7]{3})\Z")
@@ -35,10 +35,6 @@ class Refusal(ValueError):
         super().__init__(f"{what} — {fix}")
         self.what = what
         self.fix = fix
-
-
-def is_field_name(name: str) -> bool:
-    return bool(FIELD_NAME.match(name))
 
 
 def parse_template(text: str) -> tuple[str, ...]:

@@ -286,7 +286,7 @@ class _Reader:
                 if "field" in entry:
                     field_node = entry["field"][1]
                     field = self.text(field_node, f"the field of {var}", fix="write a field name such as notes")
-                    if not files.is_field_name(field):
+                    if not is_field_name(field):
                         raise self.fail(field_node, f"{quote_name(field)} is not a field name",
                                         "write an item key: letters, digits, _ . -, not starting with a digit")
                     template = None
