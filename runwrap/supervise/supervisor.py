@@ -99,7 +99,9 @@ class _Supervisor:
         self.lease_done = False
         self.stop_check: float | None = None  # pty mode: see _stop_if_orphaned
         self.deadline: float | None = None  # timeout
-        self.kill_at: float | None = None  # SIGKILL the child if it still runs then
+        self.kill_at: float | None = None  # SIGKILL the child's tree if the child still runs then
+        self.kill_by: float | None = None  # the earliest KILL deadline set, kept for what outlives the child
+        self.termed: set[int] = set()  # descendants already sent TERM by a timeout or revocation
         self.timed_out = False
         self.revoked: str | None = None
         self.started = 0.0
@@ -283,15 +285,14 @@ class _Supervisor:
             self._stop_if_orphaned()
         if self.kill_at is not None and now >= self.kill_at and self.status is None:
             self.kill_at = None
-            kill(self.pid, signal.SIGKILL)
-            kill(self.pid, signal.SIGCONT)
+            reaper.signal_descendants(signal.SIGKILL)
 
     def _terminate(self, grace: float) -> None:
-        """TERM the child now and KILL it after `grace` (a stopped child is continued to see TERM)."""
-        kill(self.pid, signal.SIGTERM)
-        kill(self.pid, signal.SIGCONT)
+        """TERM the child's whole tree now and KILL it after `grace` (stopped ones are continued to see TERM)."""
+        self.termed |= reaper.signal_descendants(signal.SIGTERM)
         kill_at = time.monotonic() + grace
         self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)
+        self.kill_by = self.kill_at
 
     def _revoke(self, reason: str) -> None:
         self.revoked = reason
@@ -447,7 +448,7 @@ class _Supervisor:
         grace = self.launch.kill_grace
         if self.revoked is not None:
             grace = min(grace, REVOKE_GRACE)
-        reaper.end_descendants(grace, self.sigfd)
+        reaper.end_descendants(grace, self.sigfd, termed=self.termed, kill_by=self.kill_by)
 
     def exit_status(self) -> int:
         """What a shell would show: the exit code, or 128+N for a death by signal N."""
