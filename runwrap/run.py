@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -22,6 +22,12 @@ from runwrap.secret import Secret
 
 if TYPE_CHECKING:
     from runwrap.consumer.client import Channel
+
+# The fields that name an item rather than open it. `run --env-all` injects every field without the
+# user naming one, so these are not masked there: masking `github.com` garbles every URL and host
+# the child prints, and hides nothing a secret needs. A field the user maps by name (a profile,
+# `--env VAR=uri`) is masked whatever it is, as SPEC says; the README's Masking bullet says why.
+IDENTIFIERS = frozenset({"uri", "domain", "credential_id"})
 
 USAGE = ("usage: runwrap PROFILE [--connection NAME] [--no-mask] [--timeout DUR] [--dry-run] -- CMD [ARG...]\n"
          "       see `runwrap --help`")
@@ -214,8 +220,10 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
         query = Query(domain=args.domain, id=args.id)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    unmasked: list[str] = []
     if args.env_all:
         mapping = environment.env_all(args.prefix)
+        unmasked = [name for name, field in mapping.items() if field in IDENTIFIERS]
     elif args.env:
         mapping = environment.parse_env_flags(args.env)
     else:
@@ -223,15 +231,16 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
     request = Request((CredentialSpec(query=query, env=mapping, line=0),), source="<command line>",
                       inherit=(*environment.DEFAULT_INHERIT, *args.keep_env), optional_fields=args.env_all)
     return launch(request, args.command, parent, connection=args.connection, mask=args.mask,
-                  timeout=args.timeout, kill_grace=None)
+                  timeout=args.timeout, kill_grace=None, unmasked=unmasked)
 
 
 def launch(request: Request, command: list[str], parent: Mapping[str, str], *, connection: str | None,
-           mask: bool, timeout: float | None, kill_grace: float | None) -> int:
+           mask: bool, timeout: float | None, kill_grace: float | None, unmasked: Collection[str] = ()) -> int:
     """Resolve the command, fetch, hold the lease, and supervise the child; its exit status.
 
     In this order, so a missing command never fetches a secret and a failed fetch never starts a
-    child; whatever was fetched is wiped on every way out.
+    child; whatever was fetched is wiped on every way out. Every injected value is masked except
+    the variables named in `unmasked` (identifiers, see IDENTIFIERS); all are wiped.
     """
     from runwrap.consumer.client import Endpoint
     from runwrap.paths import layout
@@ -250,8 +259,10 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
         channel.close()
         raise
     child = Child(argv, env, secrets)
+    shown = [env[name] for name in unmasked if name in env]
+    masked = tuple(value for value in child.secrets if not any(value is other for other in shown))
     return supervisor.run(supervisor.Launch(
-        argv=child.argv, env=child.env, secrets=child.secrets, mask=mask, timeout=timeout,
+        argv=child.argv, env=child.env, secrets=masked, mask=mask, timeout=timeout,
         kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease))
 
 

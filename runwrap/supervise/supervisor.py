@@ -66,7 +66,7 @@ class Launch(Record):
                  lease: Lease | None = None) -> None:
         self.argv = argv  # argv[0] already resolved by command.resolve_command
         self.env = env  # the child's exact environment
-        self.secrets = secrets  # every injected value, once: masked in the output, zeroed at the end
+        self.secrets = secrets  # the values to mask, once; they and every Secret in env are zeroed at the end
         self.mask = mask
         self.timeout = timeout
         self.kill_grace = kill_grace
