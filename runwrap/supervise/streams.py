@@ -2,6 +2,9 @@
 
 The child's raw output lands only in one reused buffer per stream, which is wiped when the child
 ends; a stream stops reading while its reader is slow, so a stuck terminal cannot grow memory.
+When runwrap's fd refuses a write (EPIPE, ENOSPC, EIO...), the stream stops reading and closes its
+end of the child's pipe, so the child's next write fails as it would have without runwrap, instead
+of runwrap reading and dropping its output forever; `error` keeps the errno for the exit status.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Stream:
         self.out_fd, self.chunk = _writer(dest)
         self.writable = select.poll()
         self.writable.register(dest, select.POLLOUT)
+        self.error: int | None = None  # the errno of the write to `dest` that failed, if one did
         os.set_blocking(src, False)
 
     def wants_input(self) -> bool:
@@ -92,19 +96,25 @@ class Stream:
                                           view[self.sent:self.sent + size])
             except BlockingIOError:
                 break
-            except BrokenPipeError:
-                # Nobody reads runwrap's output: let the child find out as it would have directly.
-                self.out.clear()
-                self.sent = 0
-                self._close_src()
-                return
-            except OSError:
-                self.out.clear()
-                self.sent = 0
+            except OSError as exc:
+                self._failed(exc.errno or errno.EIO)
                 return
         if self.sent == len(self.out):
             self.out.clear()
             self.sent = 0
+
+    def _failed(self, code: int) -> None:
+        """runwrap's fd refused the output: let the child find out at its next write, as it would have
+        directly (EPIPE, or SIGPIPE), by closing the read end. A reader that left (EPIPE) is normal;
+        anything else is said once, and `error` makes runwrap's exit status show it."""
+        self.out.clear()
+        self.sent = 0
+        self._close_src()
+        if self.error is None:
+            self.error = code
+            if code != errno.EPIPE:
+                name = {1: "stdout", 2: "stderr"}.get(self.dest, "terminal output")
+                say(f"cannot write the child's {name}: {os.strerror(code)}")
 
     def _close_src(self) -> None:
         if self.src is not None:

@@ -19,6 +19,7 @@ process it started outlives it. How:
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -45,6 +46,7 @@ STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 KEYBOARD = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)  # what a terminal's keys generate
 SI_KERNEL = 0x80  # ssi_code of a signal the kernel sent (a terminal key, a resize), not kill()
 REVOKE_GRACE = 1.0
+OUTPUT_FAILED = 1  # the child's output could not be written (as `cat` or `yes` exit when a write fails)
 STOP_CHECK = 0.1  # how long a child gets to handle SIGTSTP before pty mode stops it
 
 
@@ -480,9 +482,18 @@ class _Supervisor:
         if self.timed_out:
             return EXIT_TIMEOUT
         status = self.status or 0
+        if self._output_failed(status):
+            return OUTPUT_FAILED
         if os.WIFSIGNALED(status):
             die_by(os.WTERMSIG(status))
         return os.waitstatus_to_exitcode(status) & 0xFF
+
+    def _output_failed(self, status: int) -> bool:
+        """Whether a write of the child's output failed (EPIPE aside) and the child did not fail by
+        itself: its exit 0, or the SIGPIPE that runwrap's closing its pipe caused, would hide that."""
+        if all(stream.error in (None, errno.EPIPE) for stream in self.streams):
+            return False
+        return status == 0 or (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGPIPE)
 
     def _say(self, message: str) -> None:
         say(message, raw=self.raw is not None and self.raw.active)
