@@ -10,6 +10,7 @@ of runwrap reading and dropping its output forever; `error` keeps the errno for 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import stat
@@ -155,6 +156,30 @@ def _writer(dest: int) -> tuple[int, int]:
         except OSError:
             pass
     return dest, WRITE_CHUNK
+
+
+def same_destination(a: int, b: int) -> bool:
+    """Whether writes to fds `a` and `b` land in one stream, in the order made (`2>&1`, `>>f 2>>f`).
+
+    The same pipe, socket or terminal; for a regular file, the same open file description (the
+    position and flags in /proc/self/fdinfo agree) or both in append mode. Two separate opens of one
+    file (`>f 2>f`) are not: each has its own offset.
+    """
+    try:
+        one, two = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    if (one.st_dev, one.st_ino) != (two.st_dev, two.st_ino):
+        return False
+    if not stat.S_ISREG(one.st_mode):
+        return True
+    append = [fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND for fd in (a, b)]
+    return all(append) or _fdinfo(a) == _fdinfo(b)
+
+
+def _fdinfo(fd: int) -> list[bytes]:
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+        return [line for line in f if line.startswith((b"pos:", b"flags:"))]
 
 
 def say(message: str, raw: bool = False) -> None:

@@ -35,7 +35,7 @@ from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise import ptyio, reaper
 from runwrap.supervise.child import Plan, exec_child, exec_error
 from runwrap.supervise.signals import SignalFd, die_by, kill, killpg
-from runwrap.supervise.streams import Stream, say
+from runwrap.supervise.streams import Stream, same_destination, say
 
 # What SPEC says reaches the child, plus the job-control stops.
 FORWARDED = (
@@ -183,6 +183,15 @@ class _Supervisor:
             return ends
         self.shared_group = stdin_tty
         plan.own_group = not stdin_tty
+        if same_destination(1, 2):
+            # 2>&1: one pipe for both, as the child would have had one file, so what it writes keeps
+            # its order (two pipes would be read in whatever order, and one masker's held tail
+            # would wait while the other stream's output went ahead).
+            read, write = os.pipe()
+            ends.append(write)
+            plan.stdio[1] = plan.stdio[2] = write
+            self.streams.append(Stream(read, 1, first))
+            return ends
         for fd, mk in ((1, first), (2, masker())):
             read, write = os.pipe()
             ends.append(write)
