@@ -173,8 +173,11 @@ def same_destination(a: int, b: int) -> bool:
         return False
     if not stat.S_ISREG(one.st_mode):
         return True
-    append = [fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND for fd in (a, b)]
-    return all(append) or _fdinfo(a) == _fdinfo(b)
+    try:
+        append = [fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND for fd in (a, b)]
+        return all(append) or _fdinfo(a) == _fdinfo(b)
+    except OSError:  # no /proc: keep them apart, as before
+        return False
 
 
 def _fdinfo(fd: int) -> list[bytes]:
