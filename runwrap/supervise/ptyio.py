@@ -96,7 +96,9 @@ class RawMode:
 
     `keep_output`: leave output processing (OPOST) on, for when runwrap's stdout is not this
     terminal: the rest of the pipeline (`| grep`) writes to it too and needs its newlines made CR LF;
-    the pty's output, already processed, passes unchanged but for a CR before each CR LF.
+    the pty's output, already processed, passes unchanged but for a CR before each CR LF. (A
+    full-screen program drawing on /dev/tty while its stdout is piped then has its bare LFs made
+    CR LF too: rarer, and the lesser harm.)
     """
 
     def __init__(self, fd: int, keep_output: bool = False) -> None:
