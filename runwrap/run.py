@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     from runwrap.consumer.client import Channel
     from runwrap.credential import Credential
     from runwrap.supervise.memfile import FileSet
+
+# The fields that name an item rather than open it. `run --env-all` injects every field without the
+# user naming one, so these are not masked there: masking `github.com` garbles every URL and host
+# the child prints, and hides nothing a secret needs. A field the user maps by name (a profile,
+# `--env VAR=uri`) is masked whatever it is, as SPEC says; the README's Masking bullet says why.
+IDENTIFIERS = frozenset({"uri", "domain", "credential_id"})
+
 
 class ExecArgs(Record):
     """`runwrap PROFILE [flags] -- cmd` and `runwrap exec ...`."""
@@ -206,8 +213,15 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
         query = Query(domain=args.domain, id=args.id)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    unmasked: list[str] = []
+    if args.env_all and args.env:
+        # Not silently one or the other: --env-all's fields are optional (an item without a TOTP
+        # sets no AAC_TOTP), a named --env field is not, and one request cannot be both.
+        raise UsageError("--env-all and --env do not combine: --env-all already sets every field as "
+                         f"{args.prefix}NAME; to name your own variables, use --env VAR=FIELD for each")
     if args.env_all:
         mapping = environment.env_all(args.prefix)
+        unmasked = [name for name, field in mapping.items() if field in IDENTIFIERS]
     elif args.env or args.files:
         mapping = environment.parse_env_flags(args.env)
     else:
@@ -217,7 +231,7 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
     request = Request((CredentialSpec(query=query, env=mapping, line=0, files=files),), source="<command line>",
                       inherit=(*environment.DEFAULT_INHERIT, *args.keep_env), optional_fields=args.env_all)
     return launch(request, args.command, parent, connection=args.connection, mask=args.mask,
-                  timeout=args.timeout, kill_grace=None)
+                  timeout=args.timeout, kill_grace=None, unmasked=unmasked)
 
 
 def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str, FileSpec]:
@@ -243,11 +257,12 @@ def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str
 
 
 def launch(request: Request, command: list[str], parent: Mapping[str, str], *, connection: str | None,
-           mask: bool, timeout: float | None, kill_grace: float | None) -> int:
+           mask: bool, timeout: float | None, kill_grace: float | None, unmasked: Collection[str] = ()) -> int:
     """Resolve the command, fetch, hold the lease, and supervise the child; its exit status.
 
     In this order, so a missing command never fetches a secret and a failed fetch never starts a
-    child; whatever was fetched is wiped on every way out.
+    child; whatever was fetched is wiped on every way out. Every injected value is masked except
+    the variables named in `unmasked` (identifiers, see IDENTIFIERS); all are wiped.
     """
     from runwrap.consumer.client import Endpoint
     from runwrap.paths import layout
@@ -271,9 +286,11 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
         channel.close()
         raise
     child = Child(argv, env, secrets)
+    shown = [env[name] for name in unmasked if name in env]
+    masked = tuple(value for value in child.secrets if not any(value is other for other in shown))
     try:
         return supervisor.run(supervisor.Launch(
-            argv=child.argv, env=child.env, secrets=child.secrets, mask=mask, timeout=timeout,
+            argv=child.argv, env=child.env, secrets=masked, mask=mask, timeout=timeout,
             kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease, files=files))
     finally:
         files.remove()  # the supervisor removes them once the child's tree is gone; this is for its errors

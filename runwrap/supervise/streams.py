@@ -2,11 +2,15 @@
 
 The child's raw output lands only in one reused buffer per stream, which is wiped when the child
 ends; a stream stops reading while its reader is slow, so a stuck terminal cannot grow memory.
+When runwrap's fd refuses a write (EPIPE, ENOSPC, EIO...), the stream stops reading and closes its
+end of the child's pipe, so the child's next write fails as it would have without runwrap, instead
+of runwrap reading and dropping its output forever; `error` keeps the errno for the exit status.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import stat
@@ -35,6 +39,7 @@ class Stream:
         self.out_fd, self.chunk = _writer(dest)
         self.writable = select.poll()
         self.writable.register(dest, select.POLLOUT)
+        self.error: int | None = None  # the errno of the write to `dest` that failed, if one did
         os.set_blocking(src, False)
 
     def wants_input(self) -> bool:
@@ -92,19 +97,25 @@ class Stream:
                                           view[self.sent:self.sent + size])
             except BlockingIOError:
                 break
-            except BrokenPipeError:
-                # Nobody reads runwrap's output: let the child find out as it would have directly.
-                self.out.clear()
-                self.sent = 0
-                self._close_src()
-                return
-            except OSError:
-                self.out.clear()
-                self.sent = 0
+            except OSError as exc:
+                self._failed(exc.errno or errno.EIO)
                 return
         if self.sent == len(self.out):
             self.out.clear()
             self.sent = 0
+
+    def _failed(self, code: int) -> None:
+        """runwrap's fd refused the output: let the child find out at its next write, as it would have
+        directly (EPIPE, or SIGPIPE), by closing the read end. A reader that left (EPIPE) is normal;
+        anything else is said once, and `error` makes runwrap's exit status show it."""
+        self.out.clear()
+        self.sent = 0
+        self._close_src()
+        if self.error is None:
+            self.error = code
+            if code != errno.EPIPE:
+                name = {1: "stdout", 2: "stderr"}.get(self.dest, "terminal output")
+                say(f"cannot write the child's {name}: {os.strerror(code)}")
 
     def _close_src(self) -> None:
         if self.src is not None:
@@ -145,6 +156,33 @@ def _writer(dest: int) -> tuple[int, int]:
         except OSError:
             pass
     return dest, WRITE_CHUNK
+
+
+def same_destination(a: int, b: int) -> bool:
+    """Whether writes to fds `a` and `b` land in one stream, in the order made (`2>&1`, `>>f 2>>f`).
+
+    The same pipe, socket or terminal; for a regular file, the same open file description (the
+    position and flags in /proc/self/fdinfo agree) or both in append mode. Two separate opens of one
+    file (`>f 2>f`) are not: each has its own offset.
+    """
+    try:
+        one, two = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    if (one.st_dev, one.st_ino) != (two.st_dev, two.st_ino):
+        return False
+    if not stat.S_ISREG(one.st_mode):
+        return True
+    try:
+        append = [fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND for fd in (a, b)]
+        return all(append) or _fdinfo(a) == _fdinfo(b)
+    except OSError:  # no /proc: keep them apart, as before
+        return False
+
+
+def _fdinfo(fd: int) -> list[bytes]:
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+        return [line for line in f if line.startswith((b"pos:", b"flags:"))]
 
 
 def say(message: str, raw: bool = False) -> None:
