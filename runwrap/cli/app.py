@@ -263,8 +263,8 @@ def listen(
         metavar="DUR", help="How long --approve first remembers an answer.")] = "1h",
     approve_timeout: Annotated[str, typer.Option(
         metavar="DUR", help="An approval not answered in DUR is a no.")] = "2m",
-    rate: Annotated[str, typer.Option(metavar="N/PERIOD", help="Requests per peer (a token bucket: a burst "
-                                                                "of N, then N per PERIOD).")] = "120/1m",
+    rate: Annotated[str, typer.Option(metavar="N/PERIOD", help="Different items (and denied queries) one "
+                                                                "peer may receive per PERIOD.")] = "120/1m",
     audit_log: Annotated[Path | None, typer.Option(
         metavar="PATH", help="Where to write the audit log (default: the state folder's audit.log).")] = None,
     max_lease: Annotated[str | None, typer.Option(

@@ -44,7 +44,7 @@ MAX_CONNECTIONS = 2048
 class Options:
     provider_name: str = "example"
     approve: str = "never"
-    rate: tuple[int, float] = (120, 60.0)  # 120/1m: a burst of 120, then two a second, per peer
+    rate: tuple[int, float] = (120, 60.0)  # 120/1m: 120 different items a minute per peer
     max_lease: float | None = None
     tcp: tuple[str, int] | None = None
     socket_path: Path | None = None
