@@ -312,8 +312,10 @@ def invite(
     if not scope:  # least privilege: the whole vault only when asked for by name
         raise UsageError("name what the peer may ask for: runwrap invite --name NAME --scope github.com "
                          "(repeatable; --scope '*' for everything)")
-    code = manage.invite(_layout(), name, _scope("--scope", scope), _duration("--ttl", ttl, positive=True),
-                         socket_path=socket)
+    lifetime = _duration("--ttl", ttl, positive=True)
+    if not 1.0 <= lifetime <= 7 * 86400.0:
+        raise UsageError(f"--ttl must be between 1s and 7d, not {ttl}")
+    code = manage.invite(_layout(), name, _scope("--scope", scope), lifetime, socket_path=socket)
     if output == Output.json:
         typer.echo(json.dumps({"code": code.code, "address": code.address, "expires_at": code.expires_at}))
     else:

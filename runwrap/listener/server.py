@@ -36,6 +36,7 @@ from runwrap.listener.state import ListenerState
 from runwrap.paths import Layout, folder_for_files
 from runwrap.providers.base import Provider
 from runwrap.wire import framing
+from runwrap.wire.address import tcp_address
 
 MAX_CONNECTIONS = 2048
 
@@ -87,8 +88,7 @@ class Listener:
     @property
     def address(self) -> str:
         if self.options.tcp:
-            host, port = self.options.tcp
-            return f"tcp:{host}:{port}"
+            return tcp_address(*self.options.tcp)  # tcp:[::1]:PORT for IPv6
         return f"unix:{self.socket_path}"
 
     # ---- serving ----
