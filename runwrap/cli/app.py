@@ -64,6 +64,11 @@ _DEBUG = False  # --debug, taken off the command line by runwrap.__main__
 FAMILIES = {"exec": EXEC, "run": EXEC, "connect": CONNECT}
 
 
+# Which listener the owner's commands ask (runwrap.listener.manage.control_socket says how it is found).
+SocketOption = Annotated[Path | None, typer.Option(
+    "--socket", metavar="PATH", help="The listener's control socket (default: the running listener's).")]
+
+
 class Output(str, Enum):
     text = "text"
     json = "json"
@@ -259,8 +264,8 @@ def listen(
         metavar="DUR", help="How long --approve first remembers an answer.")] = "1h",
     approve_timeout: Annotated[str, typer.Option(
         metavar="DUR", help="An approval not answered in DUR is a no.")] = "2m",
-    rate: Annotated[str, typer.Option(metavar="N/PERIOD", help="Requests per peer (a token bucket: a burst "
-                                                                "of N, then N per PERIOD).")] = "120/1m",
+    rate: Annotated[str, typer.Option(metavar="N/PERIOD", help="Different items (and denied queries) one "
+                                                                "peer may receive per PERIOD.")] = "120/1m",
     audit_log: Annotated[Path | None, typer.Option(
         metavar="PATH", help="Where to write the audit log (default: the state folder's audit.log).")] = None,
     max_lease: Annotated[str | None, typer.Option(
@@ -300,11 +305,18 @@ def invite(
         "id:UUID, *).")] = None,
     ttl: Annotated[str, typer.Option(metavar="DUR", help="How long the code is valid.")] = "5m",
     output: Annotated[Output, typer.Option()] = Output.text,
+    socket: SocketOption = None,
 ) -> None:
-    """Ask the running local listener for a one-time pairing code."""
+    """Ask the running local listener for a one-time pairing code for a peer with a scope (required)."""
     from runwrap.listener import manage
 
-    code = manage.invite(_layout(), name, _scope("--scope", scope or []), _duration("--ttl", ttl, positive=True))
+    if not scope:  # least privilege: the whole vault only when asked for by name
+        raise UsageError("name what the peer may ask for: runwrap invite --name NAME --scope github.com "
+                         "(repeatable; --scope '*' for everything)")
+    lifetime = _duration("--ttl", ttl, positive=True)
+    if not 1.0 <= lifetime <= 7 * 86400.0:
+        raise UsageError(f"--ttl must be between 1s and 7d, not {ttl}")
+    code = manage.invite(_layout(), name, _scope("--scope", scope), lifetime, socket_path=socket)
     if output == Output.json:
         typer.echo(json.dumps({"code": code.code, "address": code.address, "expires_at": code.expires_at}))
     else:
@@ -313,28 +325,40 @@ def invite(
 
 
 @peers_app.command("list")
-def peers_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
-    """The paired consumers, their keys and scopes."""
+def peers_list(output: Annotated[Output, typer.Option()] = Output.text, socket: SocketOption = None) -> None:
+    """The paired consumers, their keys and scopes, and their running leases if the listener runs."""
+    from runwrap.listener import manage
     from runwrap.listener.peers import Peers
     from runwrap.wire.identity import fingerprint
 
-    peers = Peers(_layout().peers)
+    lay = _layout()
+    try:
+        leases: dict[str, int] | None = manage.status(lay, socket_path=socket).leases
+    except RunwrapError:
+        if socket is not None:
+            raise  # the listener named was not reached: say so rather than show the files as its state
+        leases = None
+    peers = Peers(lay.peers)
     rows: list[dict[str, Any]] = [{"name": p.name, "fingerprint": fingerprint(p.public_bytes), "scope": p.scope,
-                                   "paired_at": p.paired_at, "revoked": p.revoked} for p in peers.by_name.values()]
+                                   "paired_at": p.paired_at, "revoked": p.revoked,
+                                   "leases": None if leases is None else leases.get(p.name, 0)}
+                                  for p in peers.by_name.values()]
     if output == Output.json:
         typer.echo(json.dumps(rows))
         return
-    _table(["NAME", "KEY", "SCOPE", "PAIRED", "STATE"],
+    _table(["NAME", "KEY", "SCOPE", "PAIRED", "STATE", "LEASES"],
            [[r["name"], r["fingerprint"], " ".join(r["scope"]), r["paired_at"],
-             "revoked" if r["revoked"] else "active"] for r in rows], empty="no peers")
+             "revoked" if r["revoked"] else "active", "-" if r["leases"] is None else str(r["leases"])]
+            for r in rows], empty="no peers")
 
 
 @peers_app.command("revoke")
-def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+                 socket: SocketOption = None) -> None:
     """Refuse peer NAME's key from now on and end its running children at once."""
     from runwrap.listener import manage
 
-    change = manage.revoke(_layout(), name)
+    change = manage.revoke(_layout(), name, socket_path=socket)
     if change.live:
         typer.echo(f"revoked {name}; ended {change.ended} running lease(s)")
     else:
@@ -343,12 +367,13 @@ def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True
 
 @peers_app.command("scope")
 def peers_scope(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
-                patterns: Annotated[list[str], typer.Argument(metavar="PATTERN", hidden=True)]) -> None:
+                patterns: Annotated[list[str], typer.Argument(metavar="PATTERN", hidden=True)],
+                socket: SocketOption = None) -> None:
     """Replace peer NAME's scope with the PATTERNs (github.com, *.example.com, id:UUID, *); it applies
     to the peer's next request, even on an open session."""
     from runwrap.listener import manage
 
-    change = manage.set_scope(_layout(), name, _scope("PATTERN", patterns))
+    change = manage.set_scope(_layout(), name, _scope("PATTERN", patterns), socket_path=socket)
     typer.echo(f"scope of {name}: {' '.join(change.scope)}" + ("" if change.live else " (no listener is running)"))
 
 
@@ -357,12 +382,14 @@ def audit(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
     output: Annotated[Output, typer.Option(help="text (a table) or json (one event a line).")] = Output.text,
     file: Annotated[Path | None, typer.Option(
-        metavar="PATH", help="Read this audit log instead of the default.")] = None,
+        metavar="PATH", help="Read this audit log instead of the running listener's.")] = None,
+    socket: SocketOption = None,
 ) -> None:
     """Show the listener's audit log, oldest first (a torn last line from a crash is skipped)."""
     from runwrap.listener import audit as audit_log
+    from runwrap.listener import manage
 
-    path = file or _layout().audit_log
+    path = file or manage.audit_log(_layout(), socket)
     events, offset = audit_log.read_log(path, missing_ok=follow)
     header = [c.upper() for c in audit_log.COLUMNS]
     rows = [audit_log.format_row(e) for e in events]

@@ -24,7 +24,7 @@ from runwrap.errors import (
     RunwrapError,
     from_code,
 )
-from runwrap.paths import Layout, private_dir
+from runwrap.paths import Layout, folder_for_files
 from runwrap.profile.model import CredentialSpec
 from runwrap.secret import Secret
 from runwrap.wire import framing, messages, noise_session
@@ -202,7 +202,7 @@ class Endpoint:
     def pick(cls, lay: Layout, name: str | None) -> Endpoint:
         """The named connection, else the only one, else the default (ConfigError if unpaired)."""
         connection = Connections(lay.connections).pick(name)
-        private_dir(lay.config)
+        folder_for_files(lay.config)
         return cls(connection, load_or_create_identity(lay.consumer_key))
 
     def open(self, timeout: float = CONNECT_TIMEOUT) -> Channel:

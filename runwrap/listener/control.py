@@ -73,7 +73,7 @@ class Control:
             return {"ok": True, "scope": peer.scope}
         if op == "status":
             return {"ok": True, "address": self.address(), "provider": self.provider_name,
-                    "leases": self.leases.counts()}
+                    "leases": self.leases.counts(), "audit_log": str(self.audit.log.path)}
         raise ValueError(f"unknown control operation {op!r}")
 
     def _peer(self, name: str) -> Peer:

@@ -7,8 +7,11 @@ is normalised (lower case, no trailing dot, IDNA) before it is matched, so `GitH
 scope is checked before the provider is asked, so it can only judge what was asked, not what the
 vault would answer.
 
-The token bucket limits how fast one peer can drain the vault: `capacity` requests at once, refilled
-evenly over `period`.
+The rate limit (SPEC "Rate limits") bounds what one peer can take out of the vault, not how often it
+asks: `RateState` counts the *different* items a peer received in the last `period`, plus every
+denied query, and refuses a new one past `limit`; a repeat of an item received in the window is
+free, so a build that runs one profile 200 times is never limited. A generous token bucket (the
+flood guard, FLOOD_BURST at once then FLOOD_PER_SECOND) protects the listener itself.
 
 `decide` is the whole policy for one query, a pure function of plain values (the peer's scope and
 revocation, the lease, the audit log's health, the rate state, the time), so it is tested without a
@@ -89,6 +92,42 @@ class TokenBucket:
         return (1.0 - tokens) / rate, replace(self, tokens=tokens, stamp=now)
 
 
+FLOOD_BURST = 200
+FLOOD_PER_SECOND = 50.0
+
+
+@dataclass(frozen=True)
+class RateState:
+    """One peer's rate state: the items it was counted for in the window (oldest first), and its flood guard.
+
+    A value like the bucket: `check(key, now)` returns the next state. `key` is the normalised query
+    of an allowed request ("" for a denied one: each of those counts).
+    """
+
+    limit: int
+    period: float
+    seen: tuple[tuple[str, float], ...]  # (key, when it was counted)
+    flood: TokenBucket
+
+    @classmethod
+    def fresh(cls, limit: int, period: float, now: float) -> RateState:
+        return cls(limit, period, (), TokenBucket.full(FLOOD_BURST, FLOOD_BURST / FLOOD_PER_SECOND, now))
+
+    def check(self, key: str, now: float) -> tuple[float, str, RateState]:
+        """(0.0, "", next state) if the query may go; else (seconds to wait, why, next state)."""
+        wait, flood = self.flood.take(now)
+        seen = tuple(entry for entry in self.seen if entry[1] > now - self.period)
+        state = replace(self, seen=seen, flood=flood)
+        if wait > 0:
+            return wait, f"more than {FLOOD_BURST} requests at once", state
+        if key and any(seen_key == key for seen_key, _ in seen):
+            return 0.0, "", state  # a repeat of an item it already has: nothing more leaves the vault
+        if len(seen) >= self.limit:
+            return (seen[0][1] + self.period - now,
+                    f"rate limit of {self.limit} different items per {format_duration(self.period)}", state)
+        return 0.0, "", replace(state, seen=(*seen, (key, now)))
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the listener does with one query before (and again after) the provider is asked."""
@@ -97,7 +136,7 @@ class Decision:
     code: str  # the wire's error code; "" when allowed
     reason: str  # what the consumer and the audit log are told; "" when allowed
     retry_after: float | None = None  # rate_limited: seconds until a request may go
-    bucket: TokenBucket | None = None  # the peer's rate state after this query, when it was counted
+    rate: RateState | None = None  # the peer's rate state after this query, when it was counted
 
     @property
     def allowed(self) -> bool:
@@ -108,14 +147,14 @@ ALLOWED = Decision("allowed", "", "")
 
 
 def decide(query: Query, *, peer: str, scope: Sequence[str], revoked: bool, lease_ended: bool,
-           audit_broken: str | None, bucket: TokenBucket | None, now: float) -> Decision:
+           audit_broken: str | None, rate: RateState | None, now: float) -> Decision:
     """The decision for `peer` asking for `query`, from plain values; the first rule that refuses wins.
 
     1. The audit log cannot be written: refuse everything, since nothing may leave unaudited.
     2. The peer is revoked or gone (`revoked`), or the listener ended this lease: revoked.
-    3. The rate limit, when `bucket` is given (the first check of a query, not the re-checks after
-       approval and lookup): before the scope, so denied queries count too and a peer probing for
-       names it may not have is slowed down like one that drains the vault.
+    3. The rate limit, when `rate` is given (the first check of a query, not the re-checks after
+       approval and lookup): before the scope is answered, and every denied query counts, so a peer
+       probing for names it may not have is limited like one that drains the vault.
     4. The scope.
     """
     if audit_broken:
@@ -125,14 +164,14 @@ def decide(query: Query, *, peer: str, scope: Sequence[str], revoked: bool, leas
         return Decision("revoked", "revoked", "this peer was revoked on the listener")
     if lease_ended:
         return Decision("revoked", "revoked", "this lease was ended by the listener")
-    if bucket is not None:
-        wait, bucket = bucket.take(now)
+    in_scope = allows(scope, query)
+    if rate is not None:
+        wait, why, rate = rate.check(str(query) if in_scope else "", now)
         if wait > 0:
             return Decision("rate_limited", "rate_limited",
-                            f"rate limit of {bucket.capacity} requests per {format_duration(bucket.period)} "
-                            f"reached for peer {peer}; retry in {max(wait, 0.1):.1f}s", round(wait, 3), bucket)
-    if not allows(scope, query):
+                            f"{why} reached for peer {peer}; retry in {max(wait, 0.1):.1f}s", round(wait, 3), rate)
+    if not in_scope:
         return Decision("denied", "denied", f"{query} is outside the scope of peer {peer} "
                         f"({' '.join(scope) or 'nothing'}); the listener's owner can change it with "
-                        f"`runwrap peers scope {peer} PATTERN...`", None, bucket)
-    return replace(ALLOWED, bucket=bucket)
+                        f"`runwrap peers scope {peer} PATTERN...`", None, rate)
+    return replace(ALLOWED, rate=rate)

@@ -26,15 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runwrap.errors import ProtocolError, RunwrapError
+from runwrap.listener import locator
 from runwrap.listener.approval import Approver
 from runwrap.listener.audit import AuditError
 from runwrap.listener.control import Control
 from runwrap.listener.invites import Pairing
 from runwrap.listener.sessions import Sessions
-from runwrap.listener.state import DEFAULT_INVITE_TTL, ListenerState
-from runwrap.paths import Layout, private_dir
+from runwrap.listener.state import ListenerState
+from runwrap.paths import Layout, folder_for_files
 from runwrap.providers.base import Provider
 from runwrap.wire import framing
+from runwrap.wire.address import tcp_address
 
 MAX_CONNECTIONS = 2048
 
@@ -43,7 +45,7 @@ MAX_CONNECTIONS = 2048
 class Options:
     provider_name: str = "example"
     approve: str = "never"
-    rate: tuple[int, float] = (120, 60.0)  # 120/1m: a burst of 120, then two a second, per peer
+    rate: tuple[int, float] = (120, 60.0)  # 120/1m: 120 different items a minute per peer
     max_lease: float | None = None
     tcp: tuple[str, int] | None = None
     socket_path: Path | None = None
@@ -86,8 +88,7 @@ class Listener:
     @property
     def address(self) -> str:
         if self.options.tcp:
-            host, port = self.options.tcp
-            return f"tcp:{host}:{port}"
+            return tcp_address(*self.options.tcp)  # tcp:[::1]:PORT for IPv6
         return f"unix:{self.socket_path}"
 
     # ---- serving ----
@@ -97,7 +98,7 @@ class Listener:
         import stat
 
         self._stopped = asyncio.Event()
-        private_dir(self.socket_path.parent)
+        folder_for_files(self.socket_path.parent)
         with contextlib.suppress(FileNotFoundError):
             if not stat.S_ISSOCK(os.lstat(self.socket_path).st_mode):
                 raise RunwrapError(f"{self.socket_path} exists and is not a socket; move it away")
@@ -143,13 +144,15 @@ class Listener:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(RuntimeError):  # not the main thread (embedded in a test)
                 loop.add_signal_handler(signum, self._stopped.set)
+        addresses = dict.fromkeys([self.address, f"unix:{self.socket_path}"])
+        locator.record(self.layout, locator.Whereabouts(self.socket_path, os.getpid(), tuple(addresses),
+                                                        self.options.audit_path or self.layout.audit_log))
         self.out(f"runwrap: listening on {self.address} (provider {self.options.provider_name})")
         if self.options.tcp:
             self.out(f"runwrap: local control on unix:{self.socket_path}")
-        if not self.state.peers.by_name:
-            invite = self.state.invites.issue(None, ["*"], DEFAULT_INVITE_TTL)
-            self.out(f"runwrap: no peers yet; pair a consumer within 5 minutes with:\n"
-                     f"    runwrap pair {invite.code} --address {self.address}")
+        if not self.state.peers.by_name:  # no code here: a code would have to guess the scope, i.e. grant *
+            self.out("runwrap: no peers yet; invite one with `runwrap invite --name NAME --scope PATTERN` "
+                     "(e.g. --scope github.com; --scope '*' for everything)")
         syncer = asyncio.create_task(self.state.audit.follow())
         try:
             await self._stopped.wait()
@@ -162,6 +165,7 @@ class Listener:
                 lease.writer.close()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+            locator.forget(self.layout, os.getpid())
             with contextlib.suppress(AuditError, OSError):
                 self.state.audit.close()
             self.provider.close()

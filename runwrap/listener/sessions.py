@@ -42,10 +42,10 @@ class Sessions:
     provider: Provider
     provider_name: str
     approver: Approver
-    rate: tuple[int, float]  # (burst, period in seconds), per peer
+    rate: tuple[int, float]  # (different items, period in seconds), per peer
     max_lease: float | None
     clock: Callable[[], float] = time.monotonic  # lease lengths and the rate limit
-    buckets: dict[str, policy.TokenBucket] = field(default_factory=dict, init=False)  # each peer's rate state
+    rates: dict[str, policy.RateState] = field(default_factory=dict, init=False)  # each peer's rate state
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     deadline: float | None = None) -> None:
@@ -245,17 +245,17 @@ class Sessions:
         await state.writer.drain()
 
     def _decide(self, state: LeaseState, query: Query, *, count: bool) -> policy.Decision:
-        """policy.decide on what the listener knows now; `count` takes a token from the peer's bucket."""
+        """policy.decide on what the listener knows now; `count` counts it against the peer's rate."""
         peer = self.peers.by_name.get(state.peer)
         now = self.clock()
-        bucket = None
+        rate = None
         if count:
-            bucket = self.buckets.get(state.peer) or policy.TokenBucket.full(*self.rate, now)
+            rate = self.rates.get(state.peer) or policy.RateState.fresh(*self.rate, now)
         decision = policy.decide(query, peer=state.peer, scope=peer.scope if peer else [],
                                  revoked=peer is None or peer.revoked, lease_ended=state.ended,
-                                 audit_broken=self.audit.broken, bucket=bucket, now=now)
-        if decision.bucket is not None:
-            self.buckets[state.peer] = decision.bucket
+                                 audit_broken=self.audit.broken, rate=rate, now=now)
+        if decision.rate is not None:
+            self.rates[state.peer] = decision.rate
         return decision
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from runwrap.listener.audit import AuditError, AuditLog
 from runwrap.listener.peers import Peers
 from runwrap.listener.policy import check_pattern
-from runwrap.paths import Layout, private_dir
+from runwrap.paths import Layout, folder_for_files
 from runwrap.wire import framing, noise_session, pairing
 from runwrap.wire.identity import load_or_create_identity
 
@@ -199,7 +199,7 @@ class ListenerState:
     """Everything the listener's parts share, made here and nowhere else."""
 
     def __init__(self, layout: Layout, audit_path: Path | None, *, handshakes: int) -> None:
-        private_dir(layout.config)
+        folder_for_files(layout.config)
         private = load_or_create_identity(layout.listener_key)
         self.keys = Keys(private, noise_session.public_key(private))
         self.peers = Peers(layout.peers)

@@ -109,14 +109,17 @@ QUERY = Query(domain="github.com")
 
 def decide(clock: FakeClock | None = None, *, scope: Sequence[str] = ("*",), revoked: bool = False,
            lease_ended: bool = False, audit_broken: str | None = None,
-           bucket: policy.TokenBucket | None = None) -> policy.Decision:
+           rate: policy.RateState | None = None, query: Query = QUERY) -> policy.Decision:
     """policy.decide for peer `ci` asking for github.com: healthy, unrevoked, scope `*`, unless told."""
-    return policy.decide(QUERY, peer="ci", scope=scope, revoked=revoked, lease_ended=lease_ended,
-                         audit_broken=audit_broken, bucket=bucket, now=(clock or FakeClock())())
+    return policy.decide(query, peer="ci", scope=scope, revoked=revoked, lease_ended=lease_ended,
+                         audit_broken=audit_broken, rate=rate, now=(clock or FakeClock())())
 
 
-def empty_bucket(clock: FakeClock) -> policy.TokenBucket:
-    return policy.TokenBucket(2, 60.0, 0.0, clock())
+def spent_rate(clock: FakeClock) -> policy.RateState:
+    """A limit of 2 different items a minute, both taken (by other items) 30 s ago."""
+    fresh = policy.RateState.fresh(2, 60.0, clock())
+    return policy.RateState(2, 60.0, (("domain a.com", clock() - 30.0), ("domain b.com", clock() - 20.0)),
+                            fresh.flood)
 
 
 def test_a_query_in_scope_of_a_healthy_peer_is_allowed():
@@ -152,35 +155,72 @@ def test_a_broken_audit_log_refuses_everything_and_says_why():
                               "(disk full)")
 
 
-def test_an_empty_bucket_is_rate_limited_with_when_to_retry():
+def test_a_new_item_past_the_limit_is_rate_limited_with_when_to_retry():
     clock = FakeClock()
-    verdict = decide(clock, bucket=empty_bucket(clock))
+    verdict = decide(clock, rate=spent_rate(clock))
     assert (verdict.decision, verdict.code, verdict.retry_after) == ("rate_limited", "rate_limited", 30.0)
-    assert verdict.reason == "rate limit of 2 requests per 1m reached for peer ci; retry in 30.0s"
+    assert verdict.reason == "rate limit of 2 different items per 1m reached for peer ci; retry in 30.0s"
+
+
+def test_repeats_of_an_item_received_in_the_period_are_not_limited():
+    clock = FakeClock()
+    rate = policy.RateState.fresh(1, 60.0, clock())
+    for _ in range(1000):  # a build running one profile over and over
+        verdict = decide(clock, rate=rate)
+        assert verdict.allowed and verdict.rate is not None
+        rate = verdict.rate
+        clock.now += 0.05  # 20 a second: under the flood guard
+    assert decide(clock, rate=rate, query=Query(domain="other.com")).decision == "rate_limited"
+
+
+def test_an_enumeration_is_limited_at_n_plus_one_different_items():
+    clock = FakeClock()
+    rate = policy.RateState.fresh(5, 60.0, clock())
+    decisions = []
+    for n in range(6):
+        verdict = decide(clock, rate=rate, query=Query(domain=f"host{n}.example.com"))
+        decisions.append(verdict.decision)
+        rate = verdict.rate or rate
+    assert decisions == ["allowed"] * 5 + ["rate_limited"]
 
 
 def test_the_rate_state_comes_back_only_when_the_query_was_counted():
     clock = FakeClock()
-    full = policy.TokenBucket.full(2, 60.0, clock())
-    assert decide(clock, bucket=full).bucket == policy.TokenBucket(2, 60.0, 1.0, clock())
-    assert decide(clock).bucket is None  # a re-check after approval or lookup takes no token
+    fresh = policy.RateState.fresh(2, 60.0, clock())
+    counted = decide(clock, rate=fresh).rate
+    assert counted is not None and counted.seen == (("domain github.com", clock()),)
+    assert decide(clock).rate is None  # a re-check after approval or lookup is not counted
 
 
-def test_the_bucket_refills_with_the_injected_clock():
+def test_the_window_slides_with_the_injected_clock():
     clock = FakeClock()
-    bucket = empty_bucket(clock)
-    assert decide(clock, bucket=bucket).decision == "rate_limited"
-    clock.now += 30.0  # one token every 30 s
-    assert decide(clock, bucket=bucket).allowed
+    rate = spent_rate(clock)
+    assert decide(clock, rate=rate).decision == "rate_limited"
+    clock.now += 30.0  # the oldest item leaves the window
+    assert decide(clock, rate=rate).allowed
 
 
-def test_rate_comes_before_scope_so_denied_queries_count():
+def test_every_denied_query_counts_even_a_repeat():
     clock = FakeClock()
-    bucket = policy.TokenBucket.full(2, 60.0, clock())
-    verdict = decide(clock, bucket=bucket, scope=["example.com"])
-    assert verdict.decision == "denied" and verdict.bucket is not None
-    assert verdict.bucket.tokens == 1.0  # the refused probe took its token
-    assert decide(clock, bucket=empty_bucket(clock), scope=["example.com"]).decision == "rate_limited"
+    rate = policy.RateState.fresh(2, 60.0, clock())
+    for _ in range(2):
+        verdict = decide(clock, rate=rate, scope=["example.com"])
+        assert verdict.decision == "denied" and verdict.rate is not None
+        rate = verdict.rate
+    assert decide(clock, rate=rate, scope=["example.com"]).decision == "rate_limited"
+    assert decide(clock, rate=rate).decision == "rate_limited"  # and an allowed new item after the probes
+
+
+def test_the_flood_guard_limits_repeats_too():
+    clock = FakeClock()
+    rate = policy.RateState.fresh(5, 60.0, clock())
+    for _ in range(policy.FLOOD_BURST):
+        verdict = decide(clock, rate=rate)
+        assert verdict.allowed and verdict.rate is not None
+        rate = verdict.rate
+    verdict = decide(clock, rate=rate)
+    assert verdict.decision == "rate_limited" and verdict.retry_after == round(1 / policy.FLOOD_PER_SECOND, 3)
+    assert verdict.reason.startswith(f"more than {policy.FLOOD_BURST} requests at once reached for peer ci")
 
 
 @pytest.mark.parametrize("rule", ["scope", "rate", "lease"])
@@ -189,24 +229,24 @@ def test_revoked_wins_over_every_rule_but_the_audit_log(rule):
     if rule == "scope":
         verdict = decide(clock, revoked=True, scope=[])
     elif rule == "rate":
-        verdict = decide(clock, revoked=True, bucket=empty_bucket(clock))
+        verdict = decide(clock, revoked=True, rate=spent_rate(clock))
     else:
         verdict = decide(clock, revoked=True, lease_ended=True)
     assert (verdict.decision, verdict.reason) == ("revoked", "this peer was revoked on the listener")
-    assert verdict.bucket is None  # a revoked peer's queries are not counted
+    assert verdict.rate is None  # a revoked peer's queries are not counted
 
 
 def test_an_ended_lease_wins_over_rate_and_scope():
     clock = FakeClock()
-    verdict = decide(clock, lease_ended=True, bucket=empty_bucket(clock), scope=[])
+    verdict = decide(clock, lease_ended=True, rate=spent_rate(clock), scope=[])
     assert (verdict.decision, verdict.reason) == ("revoked", "this lease was ended by the listener")
 
 
 def test_a_broken_audit_log_wins_over_everything():
     clock = FakeClock()
-    verdict = decide(clock, audit_broken="gone", revoked=True, lease_ended=True, bucket=empty_bucket(clock),
+    verdict = decide(clock, audit_broken="gone", revoked=True, lease_ended=True, rate=spent_rate(clock),
                      scope=[])
-    assert verdict.decision == "error" and verdict.bucket is None
+    assert verdict.decision == "error" and verdict.rate is None
 
 
 def test_torn_last_line_is_closed_and_skipped(tmp_path):
@@ -325,3 +365,21 @@ def test_peers_refuse_a_broken_edit_until_it_is_fixed(tmp_path):
     _write_peers(path, {"ci": {"public": GOOD_KEY, "scope": ["github.com"]}})
     peers.refresh()
     assert peers.by_name["ci"].scope == ["github.com"]
+
+
+@pytest.mark.parametrize(("text", "rate"), [
+    ("5/min", (5, 60.0)), ("5/minute", (5, 60.0)), ("5/minutes", (5, 60.0)), ("100/s", (100, 1.0)),
+    ("100/sec", (100, 1.0)), ("3600/hour", (3600, 3600.0)), ("5/1m", (5, 60.0)), ("120/1m", (120, 60.0)),
+    ("10/m", (10, 60.0)), ("2/day", (2, 86400.0)), ("7/30s", (7, 30.0))])
+def test_rates_as_people_write_them(text, rate):
+    from runwrap.durations import parse_rate
+
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["5", "5/", "x/min", "0/min", "5/fortnight", "5/0s"])
+def test_bad_rates_are_refused_with_the_forms(text):
+    from runwrap.durations import parse_rate
+
+    with pytest.raises(ValueError, match="not a rate"):
+        parse_rate(text)
