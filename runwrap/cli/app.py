@@ -192,6 +192,7 @@ def connect(
             raise UsageError("name exactly one of --domain or --id")
         with Client(connection) as client, client.credential(domain=domain, id=id) as cred:
             values = {name: (cred[name].reveal() if name in cred else None) for name in FIELDS}
+            ttl = cred.ttl
     except Exception as exc:
         if output != Output.json:
             raise  # run_app reports it
@@ -202,6 +203,8 @@ def connect(
         for name, value in values.items():
             if value is not None:
                 typer.echo(f"{name}: {value}")
+        if ttl is not None:  # nothing holds a lease for it, so nothing renews or revokes it
+            typer.echo(f"note: a dynamic secret; it expires by its TTL in {ttl:g}s (connect holds no lease)")
 
 
 @app.command()

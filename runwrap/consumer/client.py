@@ -98,7 +98,9 @@ class Channel:
         self.lease = str(header.get("lease") or "")
         available = header.get("available")
         names = [str(n) for n in available] if isinstance(available, list) else None
-        return Credential(values, available=names)
+        ttl = header.get("ttl")
+        return Credential(values, available=names,
+                          ttl=float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None)
 
     def hold(self, provenance: Mapping[str, Any] | None = None) -> HeldLease:
         self._send({"type": messages.HOLD, "provenance": dict(provenance or {})})

@@ -35,7 +35,7 @@ COLUMNS = ("ts", "event", "peer", "query", "fields", "decision", "claim", "reaso
 # Events that record what happened whatever the log's state (a lease ended, a peer was revoked): kept
 # while the log is broken and written when it works again. Answers are never kept: one that could not
 # be recorded was never sent.
-KEPT = ("lease_end", "revoke")
+KEPT = ("lease_end", "revoke", "dynamic_renew", "dynamic_revoke")
 MAX_KEPT = 10_000
 OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),

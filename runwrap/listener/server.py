@@ -160,6 +160,7 @@ class Listener:
             syncer.cancel()
             for server in self._servers:
                 server.close()
+            await self.sessions.dynamic.stop()  # dynamic secrets die with the leases they were served to
             for lease in self.state.leases.all():
                 self.sessions.record_lease_end(lease, "the listener stopped")
                 lease.writer.close()

@@ -20,6 +20,7 @@ from runwrap.errors import NotFound, ProtocolError, ProviderError, RunwrapError
 from runwrap.listener import policy
 from runwrap.listener.approval import Approver
 from runwrap.listener.audit import AuditError
+from runwrap.listener.leases import DynamicLeases
 from runwrap.listener.peers import Peers, peer_fp
 from runwrap.listener.state import AuditTrail, Handshaking, Leases, LeaseState, reject
 from runwrap.providers.base import Provider
@@ -46,6 +47,10 @@ class Sessions:
     max_lease: float | None
     clock: Callable[[], float] = time.monotonic  # lease lengths and the rate limit
     rates: dict[str, policy.RateState] = field(default_factory=dict, init=False)  # each peer's rate state
+    dynamic: DynamicLeases = field(init=False)  # dynamic secrets, kept as long as the lease they were served to
+
+    def __post_init__(self) -> None:
+        self.dynamic = DynamicLeases(provider=self.provider, audit=self.audit, end_lease=self.end_lease)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     deadline: float | None = None) -> None:
@@ -93,6 +98,7 @@ class Sessions:
             if state.timer:
                 state.timer.cancel()
             self.leases.remove(state)
+            self.dynamic.release(state)
             self.record_lease_end(state, state.end_reason and f"ended by the listener: {state.end_reason}")
 
     def record_lease_end(self, state: LeaseState, reason: str | None, exit_status: int | None = None) -> None:
@@ -213,6 +219,7 @@ class Sessions:
             await _send_error(state, "provider", f"the {self.provider_name} provider failed "
                               f"({type(exc).__name__}); see the listener's output")
             return
+        lease, kept = item.lease, False
         try:
             verdict = self._decide(state, query, count=False)
             if not verdict.allowed:  # revoked (or rescoped) while the provider worked
@@ -229,9 +236,16 @@ class Sessions:
                 return
             log("request", **base, decision="allowed", credential_id=item.credential_id)
             state.served += 1
+            if lease is not None:
+                self.dynamic.keep(state, lease)
+                kept = True
         finally:
             item.wipe()
+            if lease is not None and not kept:  # read, never served: nobody may use it
+                self.dynamic.drop(state, lease, "read but not served")
         reply: dict[str, Any] = {"type": messages.CREDENTIAL, "lease": state.lease}
+        if lease is not None:  # the consumer may say when it dies if no lease is held (runwrap connect)
+            reply["ttl"] = lease.duration
         if available is not None:
             reply["available"] = available
         plaintext = messages.encode(reply, blobs)
