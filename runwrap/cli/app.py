@@ -19,11 +19,12 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer._click.exceptions import UsageError as TyperUsageError
 
+from runwrap.cli.profiles import profiles_app
+from runwrap.cli.tables import echo_table as _table
 from runwrap.errors import CONNECT, EXEC, OTHER, RunwrapError, UsageError, report, status
 
 if TYPE_CHECKING:
     from runwrap.paths import Layout
-    from runwrap.profile.model import Profile
 
 T = TypeVar("T")
 
@@ -53,7 +54,6 @@ app = typer.Typer(
 )
 connections_app = typer.Typer(help="The listeners this consumer is paired with.", no_args_is_help=True)
 peers_app = typer.Typer(help="The consumers paired with this listener.", no_args_is_help=True)
-profiles_app = typer.Typer(help="Find, show and check profiles.", no_args_is_help=True)
 app.add_typer(connections_app, name="connections")
 app.add_typer(peers_app, name="peers")
 app.add_typer(profiles_app, name="profiles")
@@ -417,56 +417,6 @@ def audit(
         raise typer.Exit(0) from None  # `runwrap audit -f | head`: the reader has seen enough
 
 
-# ---- profiles ----
-
-@profiles_app.command("list")
-def profiles_list() -> None:
-    """Every profile runwrap can find, first hit per name."""
-    import os
-
-    from runwrap.profile import lookup as profiles
-
-    rows = [[name, str(path), desc] for name, path, desc in profiles.list_profiles(os.environ, Path.cwd())]
-    _table(["NAME", "PATH", "DESCRIPTION"], rows, empty="no profiles found")
-
-
-def _find_profile(name: str) -> Profile:
-    import os
-
-    from runwrap.profile import lookup as profiles
-
-    return profiles.find(name, environ=os.environ, cwd=Path.cwd())
-
-
-@profiles_app.command("show")
-def profiles_show(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
-    """What profile NAME asks for and what its child's environment will be."""
-    from runwrap.environment import DEFAULT_INHERIT
-
-    prof = _find_profile(name)
-    typer.echo(f"profile: {prof.name}\npath: {prof.path}")
-    if prof.description:
-        typer.echo(f"description: {prof.description}")
-    typer.echo(f"connection: {prof.connection or '(default)'}")
-    for spec in prof.credentials:
-        typer.echo(f"credential: {spec.query}: " + ", ".join(f"{v}={f}" for v, f in spec.env.items()))
-    typer.echo("inherit: " + " ".join(prof.inherit if prof.inherit is not None else DEFAULT_INHERIT))
-    if prof.set:
-        typer.echo("set: " + " ".join(sorted(prof.set)))
-    typer.echo(f"mask: {'yes' if prof.mask else 'no'}")
-    if prof.timeout:
-        typer.echo(f"timeout: {prof.timeout:g}s")
-    if prof.kill_grace is not None:
-        typer.echo(f"kill_grace: {prof.kill_grace:g}s")
-
-
-@profiles_app.command("check")
-def profiles_check(name: Annotated[str, typer.Argument(metavar="NAME|FILE", hidden=True)]) -> None:
-    """Validate a profile by NAME or FILE; exit 1 with FILE:LINE and the fix if it is wrong."""
-    prof = _find_profile(name)
-    typer.echo(f"ok: {prof.path} ({len(prof.credentials)} credential(s))")
-
-
 # ---- doctor and help ----
 
 @app.command()
@@ -507,15 +457,6 @@ def help_(ctx: typer.Context) -> None:
     if words and exec_args.is_exec_form(words):  # `runwrap help exec`, `runwrap help PROFILE`
         raise typer.Exit(exec_args.main(["--help"]))
     raise typer.Exit(run_app([*words, "--help"], debug=_DEBUG))
-
-
-def _table(header: list[str], rows: list[list[str]], *, empty: str) -> None:
-    if not rows:
-        typer.echo(empty)
-        return
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 # ---- the one way out ----
