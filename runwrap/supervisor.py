@@ -168,6 +168,7 @@ class _Supervisor:
                 plan.stdio[0] = slave
                 self.raw = ptyio.RawMode(0)
             self.streams.append(Stream(master, 1, first))
+            self.streams[0].echo = bytearray()  # what is typed comes back as the pty's echo
             if os.isatty(2):
                 plan.stdio[2] = slave
             else:
@@ -422,6 +423,9 @@ class _Supervisor:
             return
         except OSError:
             sent = len(self.to_master)
+        else:
+            with memoryview(self.to_master) as typed:
+                self.streams[0].expect_echo(typed[:sent])
         del self.to_master[:sent]
 
     # -- the end --
