@@ -57,15 +57,16 @@ class Lease(Protocol):
 class Launch(Record):
     """What to run and how: the one argument of `run`."""
 
-    __slots__ = ("argv", "env", "kill_grace", "lease", "mask", "mask_values", "timeout", "wipe")
+    __slots__ = ("argv", "env", "kill_grace", "lease", "mask", "mask_hex", "mask_values", "timeout", "wipe")
 
     def __init__(self, argv: list[str], env: dict[str, str | Secret], mask_values: list[Secret] | None = None,
                  mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
-                 lease: Lease | None = None, wipe: list[Secret] | None = None) -> None:
+                 lease: Lease | None = None, wipe: list[Secret] | None = None, mask_hex: bool = False) -> None:
         self.argv = argv  # argv[0] already resolved by command.resolve_command
         self.env = env  # the child's exact environment
         self.mask_values = [] if mask_values is None else mask_values
         self.mask = mask
+        self.mask_hex = mask_hex  # also each value's hex (mask.variants): off, it costs a search per value
         self.timeout = timeout
         self.kill_grace = kill_grace
         self.lease = lease
@@ -153,7 +154,7 @@ class _Supervisor:
                 os.open(os.devnull, os.O_RDWR)
 
         def masker() -> Masker:
-            return Masker(launch.mask_values)
+            return Masker(launch.mask_values, hex=launch.mask_hex)
 
         first = masker()
         if first.short_values:
