@@ -64,7 +64,6 @@ HEX = False  # whether a Masker also masks each value's hex (see the module docs
 _B64_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _HEX_UPPER = b"0123456789ABCDEF"
 _HEX_LOWER = b"0123456789abcdef"
-_FRESH_LINE = (0, True, True, False)
 
 
 # --- the patterns of one value ------------------------------------------------------------------
@@ -152,8 +151,8 @@ class Masker:
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
     __slots__ = ("_alphabet", "_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run",
-                 "_lead", "_lined", "_maxlen", "_memo", "_next_sample", "_pairs", "_patterns", "_replacement",
-                 "_scratch", "_where", "_wiped", "short_values")
+                 "_lead", "_lead_cr", "_lead_len", "_lined", "_maxlen", "_memo", "_next_sample", "_pairs",
+                 "_patterns", "_replacement", "_scratch", "_where", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
                  replacement: bytes = b"***", hex: bool = HEX) -> None:
@@ -178,9 +177,12 @@ class Masker:
         self._in_run = False  # the last byte emitted was hidden, so a run continuing it adds no ***
         self._wiped = False
         self._next_sample = 0  # feeds until the anchors are chosen again
-        # The line the buffer starts in, before the buffer: its length, whether it is all base64 and
-        # all hex, and whether it ended in a '\r' that a '\n' may follow. Decides line breaks.
-        self._lead = _FRESH_LINE
+        # The line the buffer starts in, as far as it goes before the buffer (kept while it could still
+        # decide a line break: up to WRAP_MAX bytes), its length, and whether a '\r' that a '\n'
+        # may follow ended it. A fixed bytearray, zeroed by wipe().
+        self._lead = bytearray(WRAP_MAX)
+        self._lead_len = 0
+        self._lead_cr = False
         self._memo: dict[int, bool] = {}  # line breaks already judged in this step
         # Patterns by first byte (index = byte value), for the held-tail search over many patterns.
         self._by_first: list[list[bytearray] | None] = [None] * 256
@@ -259,7 +261,8 @@ class Masker:
                 return b""
             return self._step(self._hold, self._held, final=True)
         finally:
-            self._carry, self._in_run, self._lead = 0, False, _FRESH_LINE
+            self._carry, self._in_run = 0, False
+            self._new_line()
 
     @property
     def held(self) -> int:
@@ -295,7 +298,8 @@ class Masker:
         wipe_bytes(self._scratch)
         self._held = self._carry = 0
         self._in_run = False
-        self._lead = _FRESH_LINE
+        wipe_bytes(self._lead)
+        self._lead_len, self._lead_cr = 0, False
         self._wiped = True
 
     # -- one step over a buffer --
@@ -519,11 +523,11 @@ class Masker:
         length = first - line
         b64 = hexes = True
         if not line:  # the line began before the buffer
-            lead, b64, hexes, cr = self._lead
-            if cr and (first or work[0] != 0x0A):  # its '\r' was line content, not half a break
+            length += self._lead_len
+            if self._lead_cr and (first or work[0] != 0x0A):  # its '\r' was line content, not half a break
                 b64 = hexes = False
-                lead += 1
-            length += lead
+            elif length <= WRAP_MAX:
+                b64, hexes = line_kinds(self._lead, 0, self._lead_len)
         seen = False
         if WRAP_MIN <= length <= WRAP_MAX and (b64 or hexes):
             line_b64, line_hex = line_kinds(work, line, first)
@@ -532,7 +536,7 @@ class Masker:
         return seen
 
     def _advance_lead(self, work: bytes | bytearray, cut: int) -> None:
-        """Describe the line that the next buffer, starting at `cut`, begins inside of."""
+        """Keep the line that the next buffer, starting at `cut`, begins inside of."""
         if not cut:
             return
         line = work.rfind(b"\n", 0, cut) + 1
@@ -540,20 +544,24 @@ class Masker:
         cr = end > line and work[end - 1] == 0x0D
         if cr:
             end -= 1
+        old = min(self._lead_len, WRAP_MAX)
         if line:
-            length, b64, hexes = end - line, True, True
-        else:
-            length, b64, hexes, was_cr = self._lead
-            if was_cr:
-                b64 = hexes = False
-            length += end + was_cr
-        if length > WRAP_MAX:
-            self._lead = (WRAP_MAX + 1, False, False, False)
-            return
-        if b64 or hexes:
-            line_b64, line_hex = line_kinds(work, line, end)
-            b64, hexes = b64 and line_b64, hexes and line_hex
-        self._lead = (length, b64, hexes, cr)
+            start, length = 0, end - line
+        else:  # the same line goes on
+            if self._lead_cr:  # its '\r' was line content after all
+                self._lead_len = WRAP_MAX + 1
+            start, length = self._lead_len, self._lead_len + end
+        if length <= WRAP_MAX:
+            with memoryview(work) as view:
+                self._lead[start:length] = view[line:end]
+        kept = length if length <= WRAP_MAX else 0
+        if old > kept:  # leave no stale stream bytes behind
+            self._lead[kept:old] = bytes(old - kept)
+        self._lead_len, self._lead_cr = length, cr
+
+    def _new_line(self) -> None:
+        zero(self._lead)
+        self._lead_len, self._lead_cr = 0, False
 
     # -- the held tail --
 
