@@ -307,19 +307,29 @@ class Masker:
     def _step(self, work: bytes | bytearray, size: int, *, final: bool, ending: bool = True) -> bytes:
         """Mask work[:size]: emit up to the held tail (or everything, if final) and keep the tail.
         `ending`: a final step ends the stream (flush) rather than letting it go on (release)."""
-        self._memo.clear()
-        views = [view for view in (decode_percent(work, size, final=final), decode_json(work, size, final=final))
-                 if view is not None]
-        try:
-            spans = self._search(work, size, wrap=True)
-            for view in views:
-                spans += [(view.start_of(start), view.end_of(end))
-                          for start, end in self._search(view.view, len(view.view), wrap=False)]
-            cut = size if final else self._cut(work, size, views)
+        if self._memo:
+            self._memo.clear()
+        spans = self._search(work, size, wrap=True)
+        find = work.find
+        views: list[Decoded] = []
+        if find(b"%", 0, size) >= 0 or find(b"\\", 0, size) >= 0:  # cheap (memchr); rare in most output
+            for decode in (decode_percent, decode_json):
+                view = decode(work, size, final=final)
+                if view is not None:
+                    views.append(view)
+        if not views:
+            cut = size if final else min(self._tail_start(work, size), self._wrap_tail(work, size))
             out = self._render(work, size, cut, spans)
-        finally:
-            for view in views:
-                view.wipe()
+        else:
+            try:
+                for view in views:
+                    spans += [(view.start_of(start), view.end_of(end))
+                              for start, end in self._search(view.view, len(view.view), wrap=False)]
+                cut = size if final else self._cut(work, size, views)
+                out = self._render(work, size, cut, spans)
+            finally:
+                for view in views:
+                    view.wipe()
         # Coverage reaching past the cut comes only from matches that start before it; matches that
         # start inside the held tail are found again next time.
         carry = 0
@@ -408,9 +418,11 @@ class Masker:
         """Each pattern's own find over the buffer, or over its copy with the line breaks taken out."""
         if not patterns:
             return
-        joined: list[bytearray] = []
         if wrap and work.find(b"\n", 0, size) >= 0:
             lined = self._lined
+            if not lined:  # the usual case: no multi-line value, every pattern may be wrapped
+                self._search_joined(work, size, patterns, spans)
+                return
             joined = [pattern for pattern in patterns if id(pattern) not in lined]
             if joined:
                 self._search_joined(work, size, joined, spans)
