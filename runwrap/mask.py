@@ -2,21 +2,22 @@
 
 What is masked. `variants(value)` lists the byte patterns of one value: the value, its standard and
 URL-safe base64 at the three alignments it can have inside a larger base64 stream (padded or not),
-the value with '+' for its spaces (form encoding), each line of a multi-line value, and with
-`hex=True` its hex (contiguous and one space between bytes, lower and upper case). The masker looks
-for them in four views of the output (see maskviews): the output itself; the output with the line
-breaks of wrapped encodings taken out (base64 -w N, xxd -p, od); the output with %XX decoded (any
-mix of escaped and plain characters, either case); and the output with JSON string escapes decoded
-(\\/, \\uXXXX for any character, surrogate pairs). Patterns shorter than `MIN_LEN` bytes are not
-masked: they would eat ordinary output, and so values that short are only counted
-(`Masker.short_values`) for a warning.
+its percent-encodings as the common encoders write them (upper- and lower-case hex), its JSON string
+form with the mandatory escapes (and with '/' escaped too), each line of a multi-line value, and
+with `hex=True` its hex (contiguous and one space between bytes, lower and upper case). The masker
+looks for them in three views of the output (see maskviews): the output itself; the output with the
+line breaks of wrapped encodings taken out (base64 -w N, xxd -p, od); and the output with JSON's
+\\uXXXX escapes rewritten (so any character may be \\u-escaped, in either case). Patterns shorter than
+`MIN_LEN` bytes are not masked: they would eat ordinary output, and so values that short are only
+counted (`Masker.short_values`) for a warning.
 
 `Masker` applies them to a stream. Whatever the split into `feed()` calls, the output equals masking
 the whole stream at once: every byte covered by an occurrence of a pattern in any view is hidden,
 and each maximal run of hidden bytes becomes one `***`. `feed()` holds back only the tail where a
-match may still start (the longest tail that is a proper prefix of a pattern, in any view, and an
-escape the read cut short) and returns everything before it at once; nothing is held because of
-time. `release()` lets a held tail go early, for bytes known not to be the child's (a pty's echo).
+match may still start (the longest tail that is a proper prefix of a pattern, in any view, and a \\u
+escape the read cut short; never half an escape) and returns everything before it at once; nothing
+is held because of time. `release()` lets a held tail go early, for bytes known not to be the
+child's (a pty's echo).
 
 Hygiene: patterns live only in bytearrays, and held stream bytes in two fixed bytearrays (the hold,
 and the scratch buffer where the hold meets the next chunk); `wipe()` zeroes them all and leaves the
@@ -33,7 +34,7 @@ anchor, the byte of the pattern that is rarest in the stream so far; one `find` 
 are common in this stream (random base64, hex) fall back to their own search (memmem, see memfind).
 The anchors are chosen again from a sample every `RESAMPLE_EVERY` feeds, and at once when an anchor
 turns out to be common. A line break is looked through only where an anchor hit is next to one, or
-for the patterns searched on their own; the decoded views are built only when '%' or '\\' occurs.
+for the patterns searched on their own; the \\u view is built only when a backslash occurs.
 Hex patterns have no rare byte in text with numbers or hex ids in it, so they cost a search each
 over every read: that is why hex is off unless asked for (README, Performance).
 """
@@ -45,7 +46,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
-from runwrap.maskviews import WRAP_MAX, WRAP_MIN, Decoded, decode_json, decode_percent, line_kinds, zero
+from runwrap.maskviews import WRAP_MAX, WRAP_MIN, Decoded, append_escape, decode_json, line_kinds, zero
 from runwrap.memfind import Finder, address
 from runwrap.secret import Secret, wipe_bytes
 
@@ -64,6 +65,8 @@ HEX = False  # whether a Masker also masks each value's hex (see the module docs
 _B64_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _HEX_UPPER = b"0123456789ABCDEF"
 _HEX_LOWER = b"0123456789abcdef"
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"  # quote never escapes these
+_PERCENT_SAFE = tuple(frozenset(_UNRESERVED + extra) for extra in (b"/", b"", b"!*'()"))
 
 
 # --- the patterns of one value ------------------------------------------------------------------
@@ -71,15 +74,21 @@ _HEX_LOWER = b"0123456789abcdef"
 def variants(value: bytes | bytearray, *, hex: bool = False) -> list[bytearray]:
     """Every pattern masked for `value`, deduplicated; empty when the value is shorter than MIN_LEN.
 
-    The percent and JSON forms are not here: the masker decodes those escapes in the output instead.
-    `hex` adds the value's hex, contiguous and with a space between bytes, in lower and upper case.
+    JSON's \\uXXXX escapes are not listed here: the masker rewrites them in the output instead (a
+    view, see maskviews), so a pattern holds only the mandatory escapes. `hex` adds the value's hex,
+    contiguous and with a space between bytes, in lower and upper case.
     """
     if len(value) < MIN_LEN:
         return []
     found = [bytearray(value)]
-    found += _base64_fragments(value)
-    if 0x20 in value:  # form encoding ('+' for space) of a value with nothing else to escape
-        found.append(bytearray(value).replace(b" ", b"+"))
+    fragments = _base64_fragments(value)
+    found += fragments
+    found += _percent_forms(value)
+    escaped = _json_escape(value)
+    found.append(escaped)
+    for form in (escaped, *fragments):  # with every '/' escaped, as PHP and some others write JSON
+        if 0x2F in form:
+            found.append(form.replace(b"/", b"\\/"))
     if hex:
         found += _hex_forms(value)
     if b"\n" in value:
@@ -145,6 +154,45 @@ def _hex_forms(value: bytes | bytearray) -> list[bytearray]:
     return out
 
 
+def _percent_forms(value: bytes | bytearray) -> list[bytearray]:
+    """Percent-encodings as the common encoders write them, each with upper- and lower-case hex:
+    Python's quote ('/' kept), everything reserved escaped, JavaScript's encodeURIComponent, and
+    each of those with '+' for space (forms, quote_plus)."""
+    out: list[bytearray] = []
+    for safe in _PERCENT_SAFE:
+        for plus in (False, True):
+            for digits in (_HEX_UPPER, _HEX_LOWER):
+                form = bytearray()
+                for byte in value:
+                    if byte in safe:
+                        form.append(byte)
+                    elif byte == 0x20 and plus:
+                        form.append(0x2B)
+                    else:
+                        form.append(0x25)
+                        form.append(digits[byte >> 4])
+                        form.append(digits[byte & 15])
+                out.append(form)
+    return out
+
+
+def _json_escape(value: bytes | bytearray) -> bytearray:
+    """The inside of a JSON string holding `value` with only the escapes JSON requires, as
+    json.dumps(ensure_ascii=False) writes it; bytes >= 0x80 pass through, so any value has one."""
+    out = bytearray()
+    append_escape(out, value)
+    return out
+
+
+def _escape_safe(work: bytes | bytearray, cut: int) -> int:
+    """`cut`, or one byte earlier when it would follow a backslash that begins an escape: the next
+    read must start where a JSON parse of the whole output would be (after "\\\\", not inside it)."""
+    run = 0
+    while cut - run > 0 and work[cut - run - 1] == 0x5C:
+        run += 1
+    return cut - 1 if run & 1 else cut
+
+
 # --- the streaming masker -----------------------------------------------------------------------
 
 class Masker:
@@ -152,7 +200,7 @@ class Masker:
 
     __slots__ = ("_alphabet", "_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run",
                  "_lead", "_lead_cr", "_lead_len", "_lined", "_maxlen", "_memo", "_next_sample", "_pairs",
-                 "_patterns", "_replacement", "_scratch", "_where", "_wiped", "short_values")
+                 "_patterns", "_replacement", "_scratch", "_wanted", "_where", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
                  replacement: bytes = b"***", hex: bool = HEX) -> None:
@@ -197,13 +245,13 @@ class Masker:
         if self._pairs:
             for pattern in self._patterns:
                 self._pairs[pattern[0] << 8 | pattern[1]] = 1
-        # Every byte value that occurs in a pattern, once (for the held-tail search); zeroed by wipe().
-        seen = bytearray(256)
+        # Every byte value that occurs in a pattern: flags by value, and the values once (for the
+        # held-tail search and the \\u view). Both zeroed by wipe().
+        self._wanted = bytearray(256)
         for pattern in self._patterns:
             for byte in pattern:
-                seen[byte] = 1
-        self._alphabet = bytearray(byte for byte in range(256) if seen[byte])
-        wipe_bytes(seen)
+                self._wanted[byte] = 1
+        self._alphabet = bytearray(byte for byte in range(256) if self._wanted[byte])
         # The prefilter: (anchor byte, [(pattern, offset of the anchor in it)]) and the patterns
         # searched on their own. Until the first sample every pattern is searched on its own.
         # Each anchor is a list [byte, group] so that wipe() can overwrite the byte in place.
@@ -294,6 +342,7 @@ class Masker:
             self._by_first[index] = None
         wipe_bytes(self._pairs)
         wipe_bytes(self._alphabet)
+        wipe_bytes(self._wanted)
         wipe_bytes(self._hold)
         wipe_bytes(self._scratch)
         self._held = self._carry = 0
@@ -310,22 +359,24 @@ class Masker:
         if self._memo:
             self._memo.clear()
         spans = self._search(work, size, wrap=True)
-        find = work.find
         views: list[Decoded] = []
-        if find(b"%", 0, size) >= 0 or find(b"\\", 0, size) >= 0:  # cheap (memchr); rare in most output
-            for decode in (decode_percent, decode_json):
-                view = decode(work, size, final=final)
-                if view is not None:
-                    views.append(view)
+        if work.find(b"\\", 0, size) >= 0:  # cheap (memchr); in most output there is none
+            view = decode_json(work, size, self._wanted, final=final)
+            if view is not None:
+                views.append(view)
+        if final:  # the end of the stream, or a release (which still ends at an escape's start)
+            cut = size if ending else _escape_safe(work, size)
         if not views:
-            cut = size if final else min(self._tail_start(work, size), self._wrap_tail(work, size))
+            if not final:
+                cut = _escape_safe(work, min(self._tail_start(work, size), self._wrap_tail(work, size)))
             out = self._render(work, size, cut, spans)
         else:
             try:
                 for view in views:
                     spans += [(view.start_of(start), view.end_of(end))
                               for start, end in self._search(view.view, len(view.view), wrap=False)]
-                cut = size if final else self._cut(work, size, views)
+                if not final:
+                    cut = self._cut(work, size, views)
                 out = self._render(work, size, cut, spans)
             finally:
                 for view in views:
@@ -344,6 +395,8 @@ class Masker:
         tail = size - cut
         if work is not self._hold:
             self._hold[:tail] = memoryview(work)[cut:size]
+        elif tail and cut:  # a release that keeps a backslash: move it to the front (no overlap: cut >= tail)
+            self._hold[:tail] = memoryview(work)[cut:size]
         if self._held > tail:  # leave no stale stream bytes behind the new tail
             self._hold[tail:self._held] = bytes(self._held - tail)
         self._held = tail
@@ -351,18 +404,15 @@ class Masker:
 
     def _cut(self, work: bytes | bytearray, size: int, views: list[Decoded]) -> int:
         """Where the held tail starts: the earliest place a match could still start, in the output
-        itself, across line breaks, or in a decoded view; never inside an escape."""
+        itself, across line breaks, or in the view with \\u escapes rewritten; never inside an escape."""
         cut = min(self._tail_start(work, size), self._wrap_tail(work, size))
         for view in views:
             cut = min(cut, self._view_tail(view, size))
-        moved = bool(views)
-        while moved:  # an escape is decoded whole or not at all, so it is held or emitted whole
-            moved = False
-            for view in views:
-                start = view.escape_around(cut)
-                if start >= 0:
-                    cut, moved = start, True
-        return cut
+        for view in views:  # a \\u escape is rewritten whole or not at all: held or emitted whole
+            start = view.escape_around(cut)
+            if start >= 0:
+                cut = start
+        return _escape_safe(work, cut)
 
     # -- finding matches --
 

@@ -1,12 +1,13 @@
-"""The output as the masker also reads it: escapes decoded, and which line breaks are seen through.
+"""The output as the masker also reads it: JSON's \\u escapes rewritten, and which line breaks are
+seen through.
 
-A value can reach the output percent-encoded or JSON-escaped in more ways than patterns could list:
-any character may be escaped or not, with upper- or lower-case hex, and JSON may spell any character
-as \\uXXXX. So the masker does not list them: it decodes the output and searches the decoded text for
-the plain value and its other forms. `decode_percent` and `decode_json` build such a decoded view of
-a buffer (`Decoded`), which maps every match in it back to the bytes it came from. A view is built
-only when the buffer holds its escape character ('%', '\\'); without it the view would be the buffer
-itself, which the masker searches anyway.
+JSON may spell any character as \\uXXXX (either case), and encoders differ in which ones they spell
+so: ensure_ascii escapes everything outside ASCII, Go escapes < > &, some escape everything. Rather
+than list every mix as patterns, the masker rewrites each \\u escape in the output as
+json.dumps(ensure_ascii=False) writes its character, and searches that for the value's one JSON form
+(mask.variants). `decode_json` builds such a view of a buffer (`Decoded`), which maps every match in
+it back to the bytes it came from; it is built only when the buffer holds a backslash. The other
+escapes (percent-encoding, JSON's short ones) come in few standard forms, so they are patterns.
 
 Line breaks: an encoder that wraps its output (`base64 -w N`, `xxd -p`, `od`) puts a newline inside
 an encoded value. The masker sees through a line break (\\n or \\r\\n) when the line before it looks
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 
 WRAP_MIN = 16    # lines shorter than this are text ("done", "42"), not wrapped encoding
 WRAP_MAX = 1024  # longer than any encoder's line; also bounds what is examined per line
@@ -40,10 +42,14 @@ del _i, _c
 # Searched with bounds, so a line is judged where it lies, without copying it; no value is in them.
 _NOT_B64 = re.compile(rb"[^" + re.escape(B64_CHARS) + rb"]")
 _NOT_HEX_LINE = re.compile(rb"[^0-9a-fA-F \t]")
+_ASCII_U = re.compile(rb"\\u00[0-7][0-9a-fA-F]")  # a \\u escape of an ASCII character
 _ZEROS = bytes(1 << 16)
 _ZERO_VIEW = memoryview(_ZEROS)
 
-_JSON_SIMPLE = {0x22: 0x22, 0x5C: 0x5C, 0x2F: 0x2F, 0x62: 0x08, 0x66: 0x0C, 0x6E: 0x0A, 0x72: 0x0D, 0x74: 0x09}
+_JSON_SHORT = {0x22: b'\\"', 0x5C: b"\\\\", 0x08: b"\\b", 0x0C: b"\\f", 0x0A: b"\\n", 0x0D: b"\\r",
+               0x09: b"\\t"}
+_HEX_LOWER = b"0123456789abcdef"
+_FEW_BACKSLASHES = 32  # backslashes looked at one by one before a two-byte search takes over
 
 
 def line_kinds(data: bytes | bytearray, start: int, end: int) -> tuple[bool, bool]:
@@ -78,15 +84,12 @@ class Decoded:
         self.v_ends: list[int] = []
         self.incomplete = -1
 
-    def _escape(self, o_start: int, o_end: int, point: int, *, utf8: bool) -> None:
-        """Record an escape decoded to one byte (utf8=False) or to a code point's UTF-8."""
+    def _escape(self, o_start: int, o_end: int, point: int) -> None:
+        """Record a \\u escape rewritten as the character (or short escape) it stands for."""
         self.o_starts.append(o_start)
         self.o_ends.append(o_end)
         self.v_starts.append(len(self.view))
-        if utf8:
-            _append_utf8(self.view, point)
-        else:
-            self.view.append(point)
+        _append_point(self.view, point)
         self.v_ends.append(len(self.view))
 
     def _shift(self, k: int) -> int:
@@ -120,71 +123,105 @@ class Decoded:
         self.view.clear()
 
 
-def decode_percent(work: bytes | bytearray, size: int, *, final: bool = False) -> Decoded | None:
-    """work[:size] with every %XX (either case) decoded; None if it has no '%'. Unless `final` (the
-    end of the stream), an escape cut short by the end is left out and marked `incomplete`."""
-    find = work.find
-    at = find(b"%", 0, size)
-    if at < 0:
-        return None
-    dec = Decoded()
-    copied = 0
-    with memoryview(work) as view:
-        while at >= 0:
-            if at + 2 < size:
-                high, low = _HEXVAL[work[at + 1]], _HEXVAL[work[at + 2]]
-                if high >= 0 and low >= 0:
-                    dec.view += view[copied:at]
-                    dec._escape(at, at + 3, high << 4 | low, utf8=False)
-                    copied = at + 3
-                    at = find(b"%", copied, size)
-                    continue
-            elif not final and (at + 1 == size or _HEXVAL[work[at + 1]] >= 0):
-                dec.incomplete = at  # '%' or '%X' at the very end: the next read may complete it
-                break
-            at = find(b"%", at + 1, size)
-        dec.view += view[copied:size if dec.incomplete < 0 else dec.incomplete]
-    return dec
+def decode_json(work: bytes | bytearray, size: int, wanted: bytearray, *, final: bool = False) -> Decoded | None:
+    """work[:size] with JSON \\uXXXX escapes (either case, surrogate pairs joined) rewritten as
+    json.dumps(ensure_ascii=False) would write their character: the character itself, or the short
+    escape JSON requires (\\" \\\\ \\n ...). Every other byte, other escapes included, stays as it is,
+    so the masker finds a value there by its one JSON form (mask.variants). A backslash that an odd
+    run of backslashes precedes begins no escape. Unless `final` (the end of the stream), an escape
+    that the end cuts short is left out and marked `incomplete`. None if nothing is rewritten.
 
-
-def decode_json(work: bytes | bytearray, size: int, *, final: bool = False) -> Decoded | None:
-    """work[:size] with JSON string escapes decoded (\\uXXXX to UTF-8, surrogate pairs joined);
-    None if it has no backslash. A backslash that starts no valid escape is kept as it is; one cut
-    short by the end is left out and marked `incomplete`, unless `final` (the end of the stream)."""
-    find = work.find
-    at = find(b"\\", 0, size)
-    if at < 0:
-        return None
+    Only escapes of characters whose every byte occurs in some pattern (`wanted`, flags by byte value)
+    are rewritten: no match can hold any other. When every pattern is ASCII (the usual case) those
+    are \\u0000-\\u007f, found by one scan, so JSON full of other escapes costs no work per escape.
+    """
+    incomplete = -1 if final else _cut_short(work, size)
+    end_of_view = size if incomplete < 0 else incomplete
+    if any(wanted[0x80:]):
+        starts: Iterable[int] = _u_escapes(work, end_of_view)
+    else:
+        starts = (match.start() for match in _ASCII_U.finditer(work, 0, end_of_view))
     dec = Decoded()
-    copied = 0
+    dec.incomplete = incomplete
+    copied = passed = 0
     with memoryview(work) as view:
-        while at >= 0:
-            if at + 1 >= size:
-                if not final:
-                    dec.incomplete = at
-                break
-            kind = work[at + 1]
-            simple = _JSON_SIMPLE.get(kind)
-            if simple is not None:
-                dec.view += view[copied:at]
-                dec._escape(at, at + 2, simple, utf8=False)
-                copied = at + 2
-                at = find(b"\\", copied, size)
+        for at in starts:
+            if at < passed:
+                continue  # inside the escape just read (the low half of a pair)
+            run = 0
+            while at - run > 0 and work[at - run - 1] == 0x5C:
+                run += 1
+            if run & 1:  # an escaped backslash, then a plain 'u'
                 continue
-            if kind == 0x75:  # 'u'
-                point, end = _u_escape(work, at, size, final)
-                if point == -2:
-                    dec.incomplete = at
-                    break
-                if point >= 0:
-                    dec.view += view[copied:at]
-                    dec._escape(at, end, point, utf8=True)
-                    copied = end
-                    at = find(b"\\", copied, size)
-                    continue
-            at = find(b"\\", at + 1, size)
-        dec.view += view[copied:size if dec.incomplete < 0 else dec.incomplete]
+            point, end = _u_escape(work, at, end_of_view, True)
+            if point < 0:
+                continue
+            passed = end
+            if _wanted(point, wanted):
+                dec.view += view[copied:at]
+                dec._escape(at, end, point)
+                copied = end
+        if not dec.o_starts and incomplete < 0:
+            return None  # nothing rewritten: the view would be the buffer
+        dec.view += view[copied:end_of_view]
     return dec
+
+
+def _u_escapes(work: bytes | bytearray, size: int) -> Iterator[int]:
+    """Where each backslash followed by 'u' is, in order."""
+    at = _next_u(work, 0, size)
+    while at >= 0:
+        if at + 1 < size:
+            yield at
+        at = _next_u(work, at + 1, size)
+
+
+def _cut_short(work: bytes | bytearray, size: int) -> int:
+    """Where an escape that the end of work[:size] cuts short begins (a last backslash, \\u with fewer
+    than 4 digits, or a high surrogate whose low half may still come), or -1."""
+    at = work.find(b"\\", max(size - 12, 0), size)
+    while at >= 0:
+        run = 0
+        while at - run > 0 and work[at - run - 1] == 0x5C:
+            run += 1
+        if not run & 1:
+            if at + 1 == size:
+                return at
+            if work[at + 1] == 0x75 and _u_escape(work, at, size, False)[0] == -2:
+                return at
+        at = work.find(b"\\", at + 1, size)
+    return -1
+
+
+def _wanted(point: int, wanted: bytearray) -> bool:
+    """Whether every byte of the code point as _append_point writes it occurs in some pattern."""
+    if point >= 0x80:
+        lead = 0xC0 | point >> 6 if point < 0x800 else 0xE0 | point >> 12 if point < 0x10000 else 0xF0 | point >> 18
+        if not wanted[lead]:
+            return False
+    written = bytearray()
+    _append_point(written, point)
+    return all(wanted[byte] for byte in written)
+
+
+def _next_u(work: bytes | bytearray, start: int, size: int) -> int:
+    """Where the next backslash followed by 'u' (or ending the buffer) is, from `start`; -1 if none.
+
+    One memchr per backslash while backslashes are few; in output full of them (JSON logs, Windows
+    paths) one two-byte search instead, which costs a pass but no Python per backslash.
+    """
+    find = work.find
+    at = find(b"\\", start, size)
+    for _ in range(_FEW_BACKSLASHES):
+        if at < 0 or at + 1 == size or work[at + 1] == 0x75:
+            return at
+        at = find(b"\\", at + 1, size)
+    if at < 0:
+        return at
+    found = find(b"\\u", at, size)
+    if found < 0 and work[size - 1] == 0x5C:
+        return size - 1
+    return found
 
 
 def _hex4(work: bytes | bytearray, at: int, size: int) -> int:
@@ -223,10 +260,26 @@ def _u_escape(work: bytes | bytearray, at: int, size: int, final: bool) -> tuple
     return point, end
 
 
-def _append_utf8(out: bytearray, point: int) -> None:
-    """UTF-8 of a code point (lone surrogates too, as WTF-8 does), written straight into `out`."""
+def append_escape(out: bytearray, value: bytes | bytearray) -> None:
+    """Append `value` as the inside of a JSON string with only the escapes JSON requires, the way
+    json.dumps(ensure_ascii=False) writes it (bytes >= 0x80 pass through)."""
+    for byte in value:
+        short = _JSON_SHORT.get(byte)
+        if short is not None:
+            out += short
+        elif byte < 0x20:
+            out += b"\\u00"
+            out.append(_HEX_LOWER[byte >> 4])
+            out.append(_HEX_LOWER[byte & 15])
+        else:
+            out.append(byte)
+
+
+def _append_point(out: bytearray, point: int) -> None:
+    """A code point as append_escape writes it: a required escape, or its UTF-8 (lone surrogates too,
+    as WTF-8 does), written straight into `out` without making a str."""
     if point < 0x80:
-        out.append(point)
+        append_escape(out, bytes((point,)))
         return
     if point < 0x800:
         out.append(0xC0 | point >> 6)

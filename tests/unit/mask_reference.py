@@ -1,11 +1,12 @@
 """What the masker must do to a whole stream, written as plainly as possible (and slowly).
 
-The masker hides every byte covered by an occurrence of a pattern (`variants`) in any of four views
+The masker hides every byte covered by an occurrence of a pattern (`variants`) in any of three views
 of the stream: the stream itself; the stream with its seen-through line breaks removed (the line
 before the break is 16 to 1024 bytes of base64 characters only, or of hex digits and blanks only);
-the stream with %XX decoded; the stream with JSON string escapes decoded. Each maximal run of hidden
-bytes becomes one replacement. `held_start` says where a streaming masker must stop emitting after
-it has seen `prefix`: the earliest place a match may still start in any view, never inside an escape.
+the stream with each JSON \\uXXXX escape written as json.dumps(ensure_ascii=False) writes its
+character. Each maximal run of hidden bytes becomes one replacement. `held_start` says where a
+streaming masker must stop emitting after it has seen `prefix`: the earliest place a match may still
+start in any view, never inside an escape.
 """
 
 from __future__ import annotations
@@ -47,62 +48,40 @@ def joined(stream: bytes) -> tuple[bytes, list[int]]:
     return bytes(stream[i] for i in where), where
 
 
-def percent_decoded(stream: bytes, *, final: bool) -> tuple[bytes, list[tuple[int, int]], int | None]:
-    """%XX decoded: the view, each view byte's (start, end) in the stream, and where an escape the
-    end cuts short begins (unless final)."""
-    out, spans, i = bytearray(), [], 0
-    while i < len(stream):
-        if stream[i] == 0x25:
-            rest = stream[i + 1:i + 3]
-            if len(rest) == 2 and set(rest) <= HEX:
-                out.append(int(rest, 16))
-                spans.append((i, i + 3))
-                i += 3
-                continue
-            if not final and len(rest) < 2 and set(rest) <= HEX:
-                return bytes(out), spans, i
-        out.append(stream[i])
-        spans.append((i, i + 1))
-        i += 1
-    return bytes(out), spans, None
-
-
-_SIMPLE = {ord(k): v for k, v in {'"': 0x22, "\\": 0x5C, "/": 0x2F, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9}.items()}
-
-
-def json_decoded(stream: bytes, *, final: bool) -> tuple[bytes, list[tuple[int, int]], int | None]:
-    """JSON string escapes decoded, \\uXXXX to UTF-8 (surrogate pairs joined, lone ones as WTF-8)."""
+def json_u_decoded(stream: bytes, wanted: set[int], *, final: bool) -> tuple[bytes, list[tuple[int, int]], int | None]:
+    """Every JSON \\uXXXX escape rewritten as json.dumps(ensure_ascii=False) writes its character
+    (surrogate pairs joined, lone ones as themselves) when each byte of that occurs in `wanted`;
+    nothing else changes. The view, each view byte's (start, end) in the stream, and where an escape
+    that the end cuts short begins (unless final)."""
     out, spans, i, n = bytearray(), [], 0, len(stream)
     while i < n:
-        if stream[i] == 0x5C:
-            if i + 1 >= n:
-                if not final:
-                    return bytes(out), spans, i
-            elif stream[i + 1] in _SIMPLE:
-                out.append(_SIMPLE[stream[i + 1]])
-                spans.append((i, i + 2))
-                i += 2
+        starts = stream[i] == 0x5C and (i - len(stream[:i].rstrip(b"\\"))) % 2 == 0
+        if starts and i + 1 == n and not final:
+            return bytes(out), spans, i
+        if starts and stream[i + 1:i + 2] == b"u":
+            digits = stream[i + 2:i + 6]
+            if set(digits) <= HEX and len(digits) < 4 and not final:
+                return bytes(out), spans, i
+            if len(digits) == 4 and set(digits) <= HEX:
+                point, end = int(digits, 16), i + 6
+                if 0xD800 <= point < 0xDC00:
+                    after = stream[end:end + 6]
+                    if not final and (b"\\u".startswith(after) or (after[:2] == b"\\u" and len(after) < 6
+                                                                   and set(after[2:]) <= HEX)):
+                        return bytes(out), spans, i
+                    if len(after) == 6 and after[:2] == b"\\u" and set(after[2:]) <= HEX \
+                            and 0xDC00 <= int(after[2:], 16) < 0xE000:
+                        point = 0x10000 + ((point - 0xD800) << 10) + int(after[2:], 16) - 0xDC00
+                        end += 6
+                written = json.dumps(chr(point), ensure_ascii=False)[1:-1].encode("utf-8", "surrogatepass")
+                if set(written) <= wanted:
+                    out += written
+                    spans += [(i, end)] * len(written)
+                else:  # a character no pattern holds: left as it is
+                    out += stream[i:end]
+                    spans += [(k, k + 1) for k in range(i, end)]
+                i = end
                 continue
-            elif stream[i + 1] == ord("u"):
-                digits = stream[i + 2:i + 6]
-                if set(digits) <= HEX and len(digits) < 4 and not final:
-                    return bytes(out), spans, i
-                if len(digits) == 4 and set(digits) <= HEX:
-                    point, end = int(digits, 16), i + 6
-                    if 0xD800 <= point < 0xDC00:
-                        after = stream[end:end + 6]
-                        if not final and (b"\\u".startswith(after) or (after[:2] == b"\\u" and len(after) < 6
-                                                                       and set(after[2:]) <= HEX)):
-                            return bytes(out), spans, i
-                        if len(after) == 6 and after[:2] == b"\\u" and set(after[2:]) <= HEX \
-                                and 0xDC00 <= int(after[2:], 16) < 0xE000:
-                            point = 0x10000 + ((point - 0xD800) << 10) + int(after[2:], 16) - 0xDC00
-                            end += 6
-                    encoded = chr(point).encode("utf-8", "surrogatepass")
-                    out += encoded
-                    spans += [(i, end)] * len(encoded)
-                    i = end
-                    continue
         out.append(stream[i])
         spans.append((i, i + 1))
         i += 1
@@ -128,11 +107,10 @@ def coverage(patterns: list[bytes], stream: bytes) -> list[bool]:
     for pattern in flat:
         for at in occurrences(view, pattern):
             mark(where[at], where[at + len(pattern) - 1] + 1)
-    for decode in (percent_decoded, json_decoded):
-        view, spans, _ = decode(stream, final=True)
-        for pattern in patterns:
-            for at in occurrences(view, pattern):
-                mark(spans[at][0], spans[at + len(pattern) - 1][1])
+    view, spans, _ = json_u_decoded(stream, set(b"".join(patterns)), final=True)
+    for pattern in patterns:
+        for at in occurrences(view, pattern):
+            mark(spans[at][0], spans[at + len(pattern) - 1][1])
     return covered
 
 
@@ -178,22 +156,17 @@ def held_start(patterns: list[bytes], prefix: bytes) -> int:
         k = _tail(bytes(prefix[i] for i in keep), patterns)
         if k < len(keep):
             cut = min(cut, keep[k])
-    escapes: list[tuple[int, int]] = []
-    for decode in (percent_decoded, json_decoded):
-        view, spans, incomplete = decode(prefix, final=False)
-        k = _tail(view, patterns)
-        if k < len(view):
-            cut = min(cut, spans[k][0])
-        if incomplete is not None:
-            cut = min(cut, incomplete)
-        escapes += [span for span in spans if span[1] - span[0] > 1]
-    moved = True
-    while moved:
-        moved = False
-        for first, end in escapes:
-            if first < cut < end:
-                cut, moved = first, True
-    return cut
+    view, spans, incomplete = json_u_decoded(prefix, set(b"".join(patterns)), final=False)
+    k = _tail(view, patterns)
+    if k < len(view):
+        cut = min(cut, spans[k][0])
+    if incomplete is not None:
+        cut = min(cut, incomplete)
+    for first, end in spans:  # never inside a \\u escape
+        if first < cut < end:
+            cut = first
+    run = len(prefix[:cut]) - len(prefix[:cut].rstrip(b"\\"))
+    return cut - 1 if run % 2 else cut  # nor right after the backslash that begins one
 
 
 def json_inside(value: bytes) -> bytes:
