@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the Masker is made by the supervisor, only when masking is 
 READ_SIZE = 65536
 WRITE_CHUNK = select.PIPE_BUF  # a write this small never blocks once poll says POLLOUT
 MAX_PENDING = 1 << 18  # stop reading a stream while this much output waits for its reader
+ECHO_MAX = 4096  # typed bytes remembered until the pty's next read (a paste may be longer; its end counts)
 
 
 class Stream:
@@ -34,6 +35,9 @@ class Stream:
         self.dest = dest
         self.masker = masker
         self.buf = bytearray(READ_SIZE)  # the child's raw output only ever lands here; wiped at the end
+        # A pty master's stream: what runwrap wrote to the terminal since the last read, whose echo
+        # need not wait for the masker (see read). None for pipes.
+        self.echo: bytearray | None = None
         self.out = bytearray()  # masked output waiting for runwrap's fd
         self.sent = 0
         self.out_fd, self.chunk = _writer(dest)
@@ -67,6 +71,32 @@ class Stream:
         # The read buffer itself, bounded by n: no copy of the raw output is made (a slice would be
         # one more to wipe), and the buffer is wiped when the stream closes.
         self.out += self.masker.feed(self.buf, n)
+        if self.echo is not None:
+            self._release_echo(n)
+
+    def expect_echo(self, data: bytes | bytearray | memoryview) -> None:
+        """Note bytes just written to the child's terminal (what the user typed)."""
+        if self.echo is not None:
+            self.echo += data
+            drop = len(self.echo) - ECHO_MAX
+            if drop > 0:
+                self.echo[:drop] = bytes(drop)  # zeroed first: del only moves the start past them
+                del self.echo[:drop]
+
+    def _release_echo(self, n: int) -> None:
+        """A typed key that may begin a value is held by the masker until the next one comes. When
+        this read is nothing but the echo of what was just typed, and the held bytes all came in it,
+        they are the user's input, not the child's output: release them at once. Anything else in
+        the read (the child's output) keeps the held bytes held."""
+        held = self.masker.held
+        echo = self.echo
+        assert echo is not None
+        if held and held <= n <= len(echo):
+            with memoryview(self.buf) as got, memoryview(echo) as typed:
+                if got[:n] == typed[len(echo) - n:]:
+                    self.out += self.masker.release()
+        wipe_bytes(echo)
+        echo.clear()
 
     def drain(self) -> None:
         """Everything the child wrote before it exited (descendants may keep writing; not waited for)."""
@@ -129,6 +159,8 @@ class Stream:
 
     def wipe(self) -> None:
         wipe_bytes(self.buf)
+        if self.echo is not None:
+            wipe_bytes(self.echo)
         self.masker.wipe()
 
     def close(self) -> None:

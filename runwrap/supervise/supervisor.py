@@ -66,15 +66,16 @@ class Lease(Protocol):
 class Launch(Record):
     """What to run and how: the one argument of `run`."""
 
-    __slots__ = ("argv", "env", "files", "kill_grace", "lease", "mask", "secrets", "timeout")
+    __slots__ = ("argv", "env", "files", "kill_grace", "lease", "mask", "mask_hex", "secrets", "timeout")
 
     def __init__(self, argv: list[str], env: dict[str, str | Secret], secrets: tuple[Secret, ...] = (),
                  mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
-                 lease: Lease | None = None, files: FileSet | None = None) -> None:
+                 lease: Lease | None = None, files: FileSet | None = None, mask_hex: bool = False) -> None:
         self.argv = argv  # argv[0] already resolved by command.resolve_command
         self.env = env  # the child's exact environment
         self.secrets = secrets  # the values to mask, once; they and every Secret in env are zeroed at the end
         self.mask = mask
+        self.mask_hex = mask_hex  # also each value's hex (mask.variants): off, it costs a search per value
         self.timeout = timeout
         self.kill_grace = kill_grace
         self.lease = lease
@@ -169,12 +170,12 @@ class _Supervisor:
             except OSError:
                 os.open(os.devnull, os.O_RDWR)
 
-        spare = [Masker(launch.secrets)]
+        spare = [Masker(launch.secrets, hex=launch.mask_hex)]
         if spare[0].short_values:
             say(f"{spare[0].short_values} injected value(s) shorter than 4 characters are not masked")
 
         def masker() -> Masker:  # one per stream
-            return spare.pop() if spare else Masker(launch.secrets)
+            return spare.pop() if spare else Masker(launch.secrets, hex=launch.mask_hex)
 
         tty = [os.isatty(fd) for fd in (0, 1, 2)]
         term = ptyio.open_terminal()
@@ -201,6 +202,8 @@ class _Supervisor:
                 self.keys = keys
                 self.raw = ptyio.RawMode(keys, keep_output=not tty[1])
             self.streams.append(Stream(master, 1 if tty[1] else self.term, masker()))
+            if keys is not None:
+                self.streams[0].echo = bytearray()  # what is typed comes back as the pty's echo
         ends: list[int] = []
         if piped == [1, 2] and same_destination(1, 2):
             # 2>&1: one pipe for both, as the child would have had one file, so what it writes keeps
@@ -457,6 +460,9 @@ class _Supervisor:
             return
         except OSError:
             sent = len(self.to_master)
+        else:
+            with memoryview(self.to_master) as typed:
+                self.streams[0].expect_echo(typed[:sent])
         del self.to_master[:sent]
 
     # -- the end --
