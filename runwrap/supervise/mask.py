@@ -1,15 +1,10 @@
 """The streaming masker: every injected value, and its common encodings, written as `***`.
 
-What is masked. `variants(value)` lists the byte patterns of one value: the value, its standard and
-URL-safe base64 at the three alignments it can have inside a larger base64 stream (padded or not),
-its percent-encodings as the common encoders write them (upper- and lower-case hex), its JSON string
-form with the mandatory escapes (and with '/' escaped too), each line of a multi-line value, and
-with `hex=True` its hex (contiguous and one space between bytes, lower and upper case). The masker
-looks for them in three views of the output (see maskviews): the output itself; the output with the
-line breaks of wrapped encodings taken out (base64 -w N, xxd -p, od); and the output with JSON's
-\\uXXXX escapes rewritten (so any character may be \\u-escaped, in either case). Patterns shorter than
-`MIN_LEN` bytes are not masked: they would eat ordinary output, and so values that short are only
-counted (`Masker.short_values`) for a warning.
+What is masked is `mask_patterns.variants(value)`, looked for in three views of the output
+(see maskviews): the output itself; the output with the line breaks of wrapped encodings taken
+out (base64 -w N, xxd -p, od); and the output with JSON's \\uXXXX escapes rewritten (so any
+character may be \\u-escaped, in either case). Values shorter than `MIN_LEN` bytes are only counted
+(`Masker.short_values`) for a warning.
 
 `Masker` applies them to a stream. Whatever the split into `feed()` calls, the output equals masking
 the whole stream at once: every byte covered by an occurrence of a pattern in any view is hidden,
@@ -41,166 +36,30 @@ over every read: that is why hex is off unless asked for (README, Performance).
 
 from __future__ import annotations
 
-import binascii
 from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
 from runwrap.secret import Secret, wipe_bytes
-from runwrap.supervise.maskviews import WRAP_MAX, WRAP_MIN, Decoded, append_escape, decode_json, line_kinds, zero
+from runwrap.supervise.mask_lines import FEW_PATTERNS, LineTails
+from runwrap.supervise.mask_patterns import MIN_LEN, dedupe, escape_safe, variants
+from runwrap.supervise.maskviews import WRAP_MAX, Decoded, decode_json, zero
 from runwrap.supervise.memfind import Finder, address
-
-MIN_LEN = 4
 
 # The anchor prefilter: a byte is a useful anchor while it occurs at most once in RARE_EVERY bytes
 # (beyond that a pattern's own find, ~0.2 ns a byte, is cheaper than visiting each hit in Python).
 RARE_EVERY = 2048
 RESAMPLE_EVERY = 256  # feeds (16 MiB of 64 KiB reads); a common anchor is dropped at once anyway
 SAMPLE_BYTES = 8192
-# Up to this many patterns the held-tail search goes pattern by pattern, beyond it position by position.
-FEW_PATTERNS = 16
 
 HEX = False  # whether a Masker also masks each value's hex (see the module docstring)
 
-_B64_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_HEX_UPPER = b"0123456789ABCDEF"
-_HEX_LOWER = b"0123456789abcdef"
-_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"  # quote never escapes these
-_PERCENT_SAFE = tuple(frozenset(_UNRESERVED + extra) for extra in (b"/", b"", b"!*'()"))
-
-
-# --- the patterns of one value ------------------------------------------------------------------
-
-def variants(value: bytes | bytearray, *, hex: bool = False) -> list[bytearray]:
-    """Every pattern masked for `value`, deduplicated; empty when the value is shorter than MIN_LEN.
-
-    JSON's \\uXXXX escapes are not listed here: the masker rewrites them in the output instead (a
-    view, see maskviews), so a pattern holds only the mandatory escapes. `hex` adds the value's hex,
-    contiguous and with a space between bytes, in lower and upper case.
-    """
-    if len(value) < MIN_LEN:
-        return []
-    found = [bytearray(value)]
-    fragments = _base64_fragments(value)
-    found += fragments
-    found += _percent_forms(value)
-    escaped = _json_escape(value)
-    found.append(escaped)
-    for form in (escaped, *fragments):  # with every '/' escaped, as PHP and some others write JSON
-        if 0x2F in form:
-            found.append(form.replace(b"/", b"\\/"))
-    if hex:
-        found += _hex_forms(value)
-    if b"\n" in value:
-        for line in bytearray(value).split(b"\n"):
-            if line.endswith(b"\r"):
-                stripped = line[:-1]
-                wipe_bytes(line)
-                line = stripped
-            found.append(line)
-    return _dedupe(found)
-
-
-def _dedupe(patterns: list[bytearray]) -> list[bytearray]:
-    """Drop short patterns and repeats, wiping every dropped copy; sorting needs no bytes copies."""
-    keep: list[bytearray] = []
-    for pattern in sorted(patterns):
-        if len(pattern) < MIN_LEN or (keep and keep[-1] == pattern):
-            wipe_bytes(pattern)
-        else:
-            keep.append(pattern)
-    return keep
-
-
-def _base64_fragments(value: bytes | bytearray) -> list[bytearray]:
-    """The base64 characters that depend only on `value`'s bytes, at offset 0, 1 and 2 mod 3.
-
-    Inside a larger encoding the first characters of the value's first group mix in the bytes before
-    it, and the last ones the bytes after it (or padding); what is left is the same whatever the
-    neighbours, so it is found wherever the value was encoded at that alignment, padded or not.
-    """
-    out: list[bytearray] = []
-    size = len(value)
-    for lead in range(3):
-        total = lead + size
-        padded = bytearray(lead + size + (-total) % 3)
-        padded[lead:total] = value
-        encoded = binascii.b2a_base64(padded, newline=False)
-        wipe_bytes(padded)
-        # Character j of the encoding draws on bytes first_byte(j)..last_byte(j) of `padded`.
-        start = (0, 2, 3)[lead]
-        end = len(encoded)
-        while end > start and 3 * ((end - 1) // 4) + (0, 1, 2, 2)[(end - 1) % 4] >= total:
-            end -= 1
-        fragment = bytearray(memoryview(encoded)[start:end])
-        wipe_bytes(encoded)
-        out.append(fragment)
-        out.append(fragment.translate(_B64_URLSAFE))
-    return out
-
-
-def _hex_forms(value: bytes | bytearray) -> list[bytearray]:
-    """xxd -p / bytes.hex() and od -An -tx1 / bytes.hex(' '), each in lower and upper case."""
-    out: list[bytearray] = []
-    for digits in (_HEX_LOWER, _HEX_UPPER):
-        for sep in (False, True):
-            form = bytearray()
-            for byte in value:
-                if sep and form:
-                    form.append(0x20)
-                form.append(digits[byte >> 4])
-                form.append(digits[byte & 15])
-            out.append(form)
-    return out
-
-
-def _percent_forms(value: bytes | bytearray) -> list[bytearray]:
-    """Percent-encodings as the common encoders write them, each with upper- and lower-case hex:
-    Python's quote ('/' kept), everything reserved escaped, JavaScript's encodeURIComponent, and
-    each of those with '+' for space (forms, quote_plus)."""
-    out: list[bytearray] = []
-    for safe in _PERCENT_SAFE:
-        for plus in (False, True):
-            for digits in (_HEX_UPPER, _HEX_LOWER):
-                form = bytearray()
-                for byte in value:
-                    if byte in safe:
-                        form.append(byte)
-                    elif byte == 0x20 and plus:
-                        form.append(0x2B)
-                    else:
-                        form.append(0x25)
-                        form.append(digits[byte >> 4])
-                        form.append(digits[byte & 15])
-                out.append(form)
-    return out
-
-
-def _json_escape(value: bytes | bytearray) -> bytearray:
-    """The inside of a JSON string holding `value` with only the escapes JSON requires, as
-    json.dumps(ensure_ascii=False) writes it; bytes >= 0x80 pass through, so any value has one."""
-    out = bytearray()
-    append_escape(out, value)
-    return out
-
-
-def _escape_safe(work: bytes | bytearray, cut: int) -> int:
-    """`cut`, or one byte earlier when it would follow a backslash that begins an escape: the next
-    read must start where a JSON parse of the whole output would be (after "\\\\", not inside it)."""
-    run = 0
-    while cut - run > 0 and work[cut - run - 1] == 0x5C:
-        run += 1
-    return cut - 1 if run & 1 else cut
-
-
-# --- the streaming masker -----------------------------------------------------------------------
-
-class Masker:
+class Masker(LineTails):
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
     __slots__ = ("_alphabet", "_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run",
-                 "_lead", "_lead_cr", "_lead_len", "_lined", "_maxlen", "_memo", "_next_sample", "_pairs",
-                 "_patterns", "_replacement", "_scratch", "_wanted", "_where", "_wiped", "short_values")
+                 "_lined", "_maxlen", "_next_sample", "_pairs", "_patterns", "_replacement", "_scratch", "_wanted",
+                 "_where", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
                  replacement: bytes = b"***", hex: bool = HEX) -> None:
@@ -212,7 +71,7 @@ class Masker:
                 self.short_values += 1
             found += variants(raw, hex=hex)
         # Longest first: the held-tail search can then stop at the first pattern too short to matter.
-        self._patterns = sorted(_dedupe(found), key=len, reverse=True)
+        self._patterns = sorted(dedupe(found), key=len, reverse=True)
         # Patterns that hold a line break (a multi-line value whole) are not searched across breaks.
         self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern}
         self._where = {id(pattern): address(pattern) for pattern in self._patterns}  # for memmem
@@ -365,10 +224,10 @@ class Masker:
             if view is not None:
                 views.append(view)
         if final:  # the end of the stream, or a release (which still ends at an escape's start)
-            cut = size if ending else _escape_safe(work, size)
+            cut = size if ending else escape_safe(work, size)
         if not views:
             if not final:
-                cut = _escape_safe(work, min(self._tail_start(work, size), self._wrap_tail(work, size)))
+                cut = escape_safe(work, min(self._tail_start(work, size), self._wrap_tail(work, size)))
             out = self._render(work, size, cut, spans)
         else:
             try:
@@ -412,7 +271,7 @@ class Masker:
             start = view.escape_around(cut)
             if start >= 0:
                 cut = start
-        return _escape_safe(work, cut)
+        return escape_safe(work, cut)
 
     # -- finding matches --
 
@@ -534,209 +393,6 @@ class Masker:
             inside = bisect_right(at_joined, end - 1)
             if all(self._transparent(work, starts[k]) for k in range(before, inside)):
                 spans.append((start + removed[before], end - 1 + removed[inside] + 1))
-
-    def _wrapped_at(self, work: bytes | bytearray, size: int, pattern: bytearray, offset: int,
-                    at: int) -> tuple[int, int] | None:
-        """The span of `pattern` around its anchor at work[at] across seen-through line breaks, if any."""
-        pos = at
-        k = offset - 1
-        while k >= 0:  # backwards from the anchor
-            pos -= 1
-            if pos < 0:
-                return None
-            byte = work[pos]
-            if byte == 0x0A:
-                first = pos - 1 if pos and work[pos - 1] == 0x0D else pos
-                if not self._transparent(work, first):
-                    return None
-                pos = first
-            elif byte != pattern[k]:
-                return None
-            else:
-                k -= 1
-        start = pos
-        pos, k = at, offset + 1
-        while k < len(pattern):  # and forwards
-            pos += 1
-            if pos >= size:
-                return None
-            byte = work[pos]
-            if byte == 0x0D and pos + 1 < size and work[pos + 1] == 0x0A:
-                if not self._transparent(work, pos):
-                    return None
-                pos += 1
-            elif byte == 0x0A:
-                if not self._transparent(work, pos):
-                    return None
-            elif byte != pattern[k]:
-                return None
-            else:
-                k += 1
-        return start, pos + 1
-
-    # -- line breaks --
-
-    def _transparent(self, work: bytes | bytearray, first: int) -> bool:
-        """Whether the line break starting at work[first] is seen through (see maskviews)."""
-        known = self._memo.get(first)
-        if known is not None:
-            return known
-        line = work.rfind(b"\n", 0, first) + 1
-        length = first - line
-        b64 = hexes = True
-        if not line:  # the line began before the buffer
-            length += self._lead_len
-            if self._lead_cr and (first or work[0] != 0x0A):  # its '\r' was line content, not half a break
-                b64 = hexes = False
-            elif length <= WRAP_MAX:
-                b64, hexes = line_kinds(self._lead, 0, self._lead_len)
-        seen = False
-        if WRAP_MIN <= length <= WRAP_MAX and (b64 or hexes):
-            line_b64, line_hex = line_kinds(work, line, first)
-            seen = (b64 and line_b64) or (hexes and line_hex)
-        self._memo[first] = seen
-        return seen
-
-    def _advance_lead(self, work: bytes | bytearray, cut: int) -> None:
-        """Keep the line that the next buffer, starting at `cut`, begins inside of."""
-        if not cut:
-            return
-        line = work.rfind(b"\n", 0, cut) + 1
-        end = cut
-        cr = end > line and work[end - 1] == 0x0D
-        if cr:
-            end -= 1
-        old = min(self._lead_len, WRAP_MAX)
-        if line:
-            start, length = 0, end - line
-        else:  # the same line goes on
-            if self._lead_cr:  # its '\r' was line content after all
-                self._lead_len = WRAP_MAX + 1
-            start, length = self._lead_len, self._lead_len + end
-        if length <= WRAP_MAX:
-            with memoryview(work) as view:
-                self._lead[start:length] = view[line:end]
-        kept = length if length <= WRAP_MAX else 0
-        if old > kept:  # leave no stale stream bytes behind
-            self._lead[kept:old] = bytes(old - kept)
-        self._lead_len, self._lead_cr = length, cr
-
-    def _new_line(self) -> None:
-        zero(self._lead)
-        self._lead_len, self._lead_cr = 0, False
-
-    # -- the held tail --
-
-    def _wrap_tail(self, work: bytes | bytearray, size: int) -> int:
-        """Where the longest tail that is a proper prefix of a pattern starts, when the tail runs
-        across seen-through line breaks; `size` when it does not (`_tail_start` covers that)."""
-        room = self._maxlen - 1
-        if room <= 0 or not size:
-            return size
-        # The last line break, or a '\r' at the very end that a '\n' may complete.
-        last = size - 1 if work[size - 1] == 0x0D else work.rfind(b"\n", max(size - room - 2, 0), size)
-        if last < 0:
-            return size
-        first = last - 1 if last and work[last] == 0x0A and work[last - 1] == 0x0D else last
-        if not self._transparent(work, first):
-            return size  # the common case (a line of text): nothing to see through
-        # The tail's pieces between seen-through breaks, gathered from the end up to `room` bytes.
-        pieces = [(last + 1, size)]
-        total = size - last - 1
-        while total < room:
-            newline = work.rfind(b"\n", 0, first)
-            start = max(newline + 1, first - (room - total))
-            pieces.append((start, first))
-            total += first - start
-            if total >= room or newline < 0:
-                break
-            first = newline - 1 if newline and work[newline - 1] == 0x0D else newline
-            if not self._transparent(work, first):
-                break
-        pieces.reverse()
-        chars = bytearray()
-        with memoryview(work) as view:
-            for start, end in pieces:
-                chars += view[start:end]
-        try:
-            at = self._tail_start(chars, len(chars))
-            for start, end in pieces:  # back to a position in the buffer
-                if at < end - start:
-                    return start + at
-                at -= end - start
-            return size
-        finally:
-            zero(chars)
-
-    def _view_tail(self, view: Decoded, size: int) -> int:
-        """Where the held tail must start for a decoded view: its longest tail that is a proper prefix
-        of a pattern, and at the latest an escape the buffer cuts short."""
-        decoded = view.view
-        start = self._tail_start(decoded, len(decoded)) if decoded else 0
-        cut = view.start_of(start) if start < len(decoded) else size
-        if view.incomplete >= 0:
-            cut = min(cut, view.incomplete)
-        return cut
-
-    def _tail_start(self, work: bytes | bytearray, size: int) -> int:
-        """Where the longest tail of work[:size] that is a proper prefix of some pattern starts."""
-        if len(self._patterns) <= FEW_PATTERNS:
-            return self._tail_start_by_pattern(work, size)
-        return self._tail_start_by_position(work, size)
-
-    def _tail_start_by_pattern(self, work: bytes | bytearray, size: int) -> int:
-        """For a few patterns: look for each one's first byte in the window it could start in."""
-        best = size
-        find = work.find
-        with memoryview(work) as view:
-            for pattern in self._patterns:  # longest first, so the window below only shrinks
-                low = max(size - len(pattern) + 1, 0)
-                if low >= best:
-                    break
-                first, second = pattern[0], pattern[1]
-                at = find(first, low, best)
-                while at >= 0:
-                    # The second byte rules out nearly every candidate without slicing a view.
-                    if at + 1 == size or work[at + 1] == second:
-                        with view[at:size] as rest:
-                            if pattern.startswith(rest):
-                                best = at
-                                break
-                    at = find(first, at + 1, best)
-        return best
-
-    def _tail_start_by_position(self, work: bytes | bytearray, size: int) -> int:
-        """For many patterns: walk the last maxlen-1 positions, trying the patterns that start there.
-
-        One table lookup a position (its byte and the next) rules out nearly every place; every
-        pattern is at least MIN_LEN long, so a one-byte tail is held whenever a pattern starts with it.
-        """
-        by_first, pairs = self._by_first, self._pairs
-        low = max(size - self._maxlen + 1, 0)
-        with memoryview(work) as view:
-            if size - low > 8:
-                # A tail to hold consists of bytes that occur in patterns: it starts after the last
-                # byte that occurs in none (in text, usually a few bytes from the end).
-                window = bytearray(view[low:size])
-                kept = window.rstrip(self._alphabet)
-                low += len(kept)
-                zero(kept)
-                zero(window)
-            for at in range(low, size - 1):
-                first, second = work[at], work[at + 1]
-                if not pairs[first << 8 | second]:
-                    continue
-                for pattern in by_first[first] or ():  # longest first
-                    if len(pattern) <= size - at:
-                        break
-                    if pattern[1] != second:
-                        continue
-                    with view[at:size] as rest:
-                        if pattern.startswith(rest):
-                            return at
-        if size and by_first[work[size - 1]] is not None:
-            return size - 1
-        return size
 
     def _render(self, work: bytes | bytearray, size: int, cut: int, spans: list[tuple[int, int]]) -> bytes:
         """work[:cut] with every covered run written as one replacement."""

@@ -28,58 +28,21 @@ import os
 import select
 import signal
 import time
-from typing import Protocol
 
 from runwrap import environment
 from runwrap.durations import format_duration
 from runwrap.errors import EXIT_TIMEOUT, LeaseRevoked
 from runwrap.linux import PR_SET_CHILD_SUBREAPER, prctl
-from runwrap.record import Record
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise import ptyio, reaper
 from runwrap.supervise.child import Plan, exec_child, exec_error
-from runwrap.supervise.memfile import FileSet
-from runwrap.supervise.signals import SignalFd, die_by, kill, killpg
+from runwrap.supervise.launch import Launch as Launch  # what run() takes; it lives with the Lease protocol
+from runwrap.supervise.signals import FORWARDED, KEYBOARD, SI_KERNEL, STOPS, SignalFd, die_by, kill, killpg
 from runwrap.supervise.streams import Stream, same_destination, say
 
-# What SPEC says reaches the child, plus the job-control stops.
-FORWARDED = (
-    signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-    signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
-)
-STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
-KEYBOARD = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)  # what a terminal's keys generate
-SI_KERNEL = 0x80  # ssi_code of a signal the kernel sent (a terminal key, a resize), not kill()
 REVOKE_GRACE = 1.0
 OUTPUT_FAILED = 1  # the child's output could not be written (as `cat` or `yes` exit when a write fails)
 STOP_CHECK = 0.1  # how long a child gets to handle SIGTSTP before pty mode stops it
-
-
-class Lease(Protocol):
-    def fileno(self) -> int: ...
-
-    def poll_revoked(self) -> str | None: ...
-
-    def end(self, exit_status: int, duration_ms: int) -> None: ...
-
-
-class Launch(Record):
-    """What to run and how: the one argument of `run`."""
-
-    __slots__ = ("argv", "env", "files", "kill_grace", "lease", "mask", "mask_hex", "secrets", "timeout")
-
-    def __init__(self, argv: list[str], env: dict[str, str | Secret], secrets: tuple[Secret, ...] = (),
-                 mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
-                 lease: Lease | None = None, files: FileSet | None = None, mask_hex: bool = False) -> None:
-        self.argv = argv  # argv[0] already resolved by command.resolve_command
-        self.env = env  # the child's exact environment
-        self.secrets = secrets  # the values to mask, once; they and every Secret in env are zeroed at the end
-        self.mask = mask
-        self.mask_hex = mask_hex  # also each value's hex (mask.variants): off, it costs a search per value
-        self.timeout = timeout
-        self.kill_grace = kill_grace
-        self.lease = lease
-        self.files = FileSet() if files is None else files  # inherited by the child, removed after its tree
 
 
 # ---- the supervisor ----
