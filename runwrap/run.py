@@ -22,7 +22,7 @@ from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
 
 if TYPE_CHECKING:
-    from runwrap.consumer.client import Channel
+    from runwrap.consumer.client import Channel, Claim
     from runwrap.credential import Credential
     from runwrap.supervise.memfile import FileSet
 
@@ -128,7 +128,7 @@ def resolve(request: Request, command: Sequence[str], parent: Mapping[str, str])
     return [resolve_command(command[0], path), *command[1:]]
 
 
-def fetch_env(channel: Channel, request: Request, parent: Mapping[str, str], claim: Mapping[str, object],
+def fetch_env(channel: Channel, request: Request, parent: Mapping[str, str], claim: Claim,
               files: FileSet | None = None) -> tuple[dict[str, str | Secret], tuple[Secret, ...]]:
     """The child's environment with the request's credentials in it, and those secrets (to wipe).
 
@@ -179,7 +179,7 @@ def _content(source: str, spec: CredentialSpec, var: str, file: FileSpec, cred: 
     return render(parse_template(file.template or ""), cred)
 
 
-def claim_for(argv0: str, request: Request) -> dict[str, object]:
+def claim_for(argv0: str, request: Request) -> dict[str, str | int]:
     from runwrap.consumer.client import default_provenance
 
     return default_provenance(argv0, request.name)

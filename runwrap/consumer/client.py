@@ -36,6 +36,10 @@ CONNECT_TIMEOUT = 10.0
 # a listener whose host or link went away, in about idle + interval * count seconds.
 KEEPALIVE = (5, 2, 3)  # idle, interval, count
 
+# What the consumer says it is about to do (argv[0], pid, profile, folder): its claim, shown in
+# approvals and the audit log; see default_provenance.
+Claim = Mapping[str, "str | int"]
+
 
 class Channel:
     """An authenticated Noise IK session with one listener."""
@@ -83,7 +87,7 @@ class Channel:
         return messages.decode(self.session.decrypt(frame))
 
     def request(self, query: Query, fields: Iterable[str] = FIELDS,
-                provenance: Mapping[str, Any] | None = None) -> Credential:
+                provenance: Claim | None = None) -> Credential:
         self._send({"type": messages.REQUEST, "query": query.to_wire(), "fields": list(fields),
                     "provenance": dict(provenance or {})})
         header, values = self._receive(time.monotonic() + self.timeout + 300)  # approval may take a while
@@ -102,7 +106,7 @@ class Channel:
         return Credential(values, available=names,
                           ttl=float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None)
 
-    def hold(self, provenance: Mapping[str, Any] | None = None) -> HeldLease:
+    def hold(self, provenance: Claim | None = None) -> HeldLease:
         self._send({"type": messages.HOLD, "provenance": dict(provenance or {})})
         return HeldLease(self)
 
@@ -152,13 +156,13 @@ class HeldLease:
             self.channel.close()
 
 
-def default_provenance(argv0: str | None = None, profile: str | None = None) -> dict[str, Any]:
+def default_provenance(argv0: str | None = None, profile: str | None = None) -> dict[str, str | int]:
     """What the consumer says it is about to do: its claim, shown in approvals and the audit log."""
     return {"argv0": os.path.basename(argv0) if argv0 else "", "pid": os.getpid(),
             "profile": profile or "", "cwd": os.path.basename(os.getcwd())}
 
 
-def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, provenance: Mapping[str, Any], *,
+def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, provenance: Claim, *,
           optional: bool = False, on_item: Callable[[CredentialSpec, Credential], None] | None = None
           ) -> dict[str, Secret]:
     """Every variable `specs` name, from one session; the listener is asked only for named fields.
