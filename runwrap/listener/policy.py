@@ -111,7 +111,10 @@ class RateState:
 
     @classmethod
     def fresh(cls, limit: int, period: float, now: float) -> RateState:
-        return cls(limit, period, (), TokenBucket.full(FLOOD_BURST, FLOOD_BURST / FLOOD_PER_SECOND, now))
+        # The guard is never tighter than the rate the owner chose (`--rate 100000/1s` for a load test).
+        burst = max(FLOOD_BURST, limit)
+        per_second = max(FLOOD_PER_SECOND, limit / period)
+        return cls(limit, period, (), TokenBucket.full(burst, burst / per_second, now))
 
     def check(self, key: str, now: float) -> tuple[float, str, RateState]:
         """(0.0, "", next state) if the query may go; else (seconds to wait, why, next state)."""
@@ -119,7 +122,7 @@ class RateState:
         seen = tuple(entry for entry in self.seen if entry[1] > now - self.period)
         state = replace(self, seen=seen, flood=flood)
         if wait > 0:
-            return wait, f"more than {FLOOD_BURST} requests at once", state
+            return wait, f"more than {self.flood.capacity} requests at once", state
         if key and any(seen_key == key for seen_key, _ in seen):
             return 0.0, "", state  # a repeat of an item it already has: nothing more leaves the vault
         if len(seen) >= self.limit:

@@ -223,6 +223,17 @@ def test_the_flood_guard_limits_repeats_too():
     assert verdict.reason.startswith(f"more than {policy.FLOOD_BURST} requests at once reached for peer ci")
 
 
+def test_the_flood_guard_is_never_tighter_than_the_rate_the_owner_chose():
+    # `listen --rate 100000/1s` (a load test): repeats of one item are not cut at the default guard.
+    clock = FakeClock()
+    rate = policy.RateState.fresh(100_000, 1.0, clock())
+    for _ in range(policy.FLOOD_BURST * 5):
+        verdict = decide(clock, rate=rate)
+        assert verdict.allowed and verdict.rate is not None
+        rate = verdict.rate
+    assert rate.flood.capacity == 100_000
+
+
 @pytest.mark.parametrize("rule", ["scope", "rate", "lease"])
 def test_revoked_wins_over_every_rule_but_the_audit_log(rule):
     clock = FakeClock()
