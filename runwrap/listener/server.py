@@ -84,6 +84,7 @@ class Listener:
         self.socket_path = options.socket_path or layout.socket
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # one per open connection, ended at shutdown
 
     @property
     def address(self) -> str:
@@ -164,12 +165,22 @@ class Listener:
             for lease in self.state.leases.all():
                 self.sessions.record_lease_end(lease, "the listener stopped")
                 lease.writer.close()
+            await self._end_connections()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
             locator.forget(self.layout, os.getpid())
             with contextlib.suppress(AuditError, OSError):
                 self.state.audit.close()
             self.provider.close()
+
+    async def _end_connections(self) -> None:
+        """Cancel every connection's task and wait for each to finish its `finally`, so none is left for
+        asyncio.run to cancel behind our back (a traceback on stderr) after the audit log is closed."""
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
 
     def stop(self) -> None:
         if self._stopped is not None:
@@ -223,6 +234,9 @@ class Listener:
             writer.close()
             return
         self.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         handshaking = self.state.handshaking
         handshaking.admit(writer)
         # One deadline for the whole handshake, however the peer spreads its bytes.
@@ -240,12 +254,15 @@ class Listener:
                 raise ProtocolError("control connections are only accepted on the local socket")
         except (ProtocolError, AuditError, OSError, asyncio.IncompleteReadError):
             pass  # one connection's failure is that connection's; it was audited where it mattered
+        except asyncio.CancelledError:
+            pass  # shutdown (_end_connections); a task left cancelled makes 3.11's streams print a traceback
         except Exception as exc:  # a bug must end this connection, not the listener, and show no value
             print(f"runwrap: internal error on one connection ({type(exc).__name__}); it was closed",
                   file=sys.stderr, flush=True)
         finally:
             handshaking.done(writer)
             self.connections -= 1
+            self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
