@@ -28,6 +28,9 @@ EXIT_RUNWRAP = 125
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+# `runwrap doctor`, beside 0 (all well): a file with a wrong mode; a listener it checks does not answer.
+DOCTOR_PROBLEM = 1
+DOCTOR_NO_LISTENER = 3
 
 # The command families, each with its own exit statuses (STATUSES' columns, in this order).
 EXEC = "exec"

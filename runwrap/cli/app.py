@@ -428,30 +428,11 @@ def audit(
 
 @app.command()
 def doctor() -> None:
-    """Providers and whether each works here, file modes, the listener and the connections."""
-    from runwrap.listener import manage
-    from runwrap.paths import wrong_modes
-    from runwrap.providers import available
+    """Providers and what each needs here, file modes, the local listener, and whether each connection's
+    listener answers (exit 0 all well, 1 a file with a wrong mode, 3 a listener checked does not answer)."""
+    from runwrap.cli.doctor import doctor as check
 
-    lay = _layout()
-    problems = 0
-    typer.echo("providers:")
-    for name, cls in available().items():
-        reason = cls.unusable_reason()
-        typer.echo(f"  {name:<10} {'usable' if reason is None else 'not usable: ' + reason}")
-    typer.echo("files:")
-    bad = wrong_modes(lay)
-    for line in bad:
-        typer.echo(f"  wrong mode: {line}")
-    if not bad:
-        typer.echo("  modes ok (folders 0700, files 0600)")
-    problems += len(bad)
-    try:
-        running = manage.status(lay)
-        typer.echo(f"listener: running on {running.address} (provider {running.provider})")
-    except RunwrapError:
-        typer.echo(f"listener: not running on unix:{lay.socket}")
-    raise typer.Exit(1 if problems else 0)
+    raise typer.Exit(check(_layout()))
 
 
 @app.command("help", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

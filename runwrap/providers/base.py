@@ -40,6 +40,12 @@ class Provider:
         """None when this provider can work on this machine; otherwise what to install or fix."""
         return None
 
+    @classmethod
+    def needs(cls) -> str | None:
+        """None when `runwrap listen --provider NAME` can start here with no `--provider-option`;
+        otherwise the options (or variables) it still needs, as `runwrap doctor` shows them."""
+        return None
+
     def __init__(
         self,
         options: Mapping[str, str] | None = None,

@@ -42,6 +42,10 @@ class CommandProvider(Provider):
         "timeout": f"seconds a lookup may take (default {DEFAULT_TIMEOUT:g})",
     }
 
+    @classmethod
+    def needs(cls) -> str | None:
+        return "--provider-option command='PROGRAM [ARGS]' (see docs/providers.md)"
+
     def configure(self) -> None:
         text = self.option_values.get("command", "").strip()
         if not text:

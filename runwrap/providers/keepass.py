@@ -49,6 +49,10 @@ class KeePassProvider(Provider):
             return "pykeepass is not installed: pip install 'runwrap[keepass]'"
         return None
 
+    @classmethod
+    def needs(cls) -> str | None:
+        return "--provider-option database=PATH.kdbx (and password_env=VAR, or a terminal to ask on)"
+
     def configure(self) -> None:
         database = self.option_values.get("database")
         if not database:

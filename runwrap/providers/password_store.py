@@ -52,6 +52,11 @@ class PassProvider(Provider):
             return f"{' and '.join(missing)} not found on PATH: install pass and gnupg (apt-get install pass)"
         return None
 
+    @classmethod
+    def needs(cls) -> str | None:
+        store = Path(os.environ.get("PASSWORD_STORE_DIR") or "~/.password-store").expanduser()
+        return None if store.is_dir() else f"--provider-option store=PATH (no password store at {store})"
+
     def configure(self) -> None:
         store = self.option_values.get("store") or os.environ.get("PASSWORD_STORE_DIR") or "~/.password-store"
         self.store = Path(store).expanduser()

@@ -40,6 +40,16 @@ class OpenBaoProvider(Provider):
         "namespace": "the namespace to work in (default $BAO_NAMESPACE, else $VAULT_NAMESPACE)",
     }
 
+    @classmethod
+    def needs(cls) -> str | None:
+        missing = []
+        if not _env("BAO_ADDR", "VAULT_ADDR"):
+            missing.append("--provider-option address=URL (or BAO_ADDR)")
+        if not _env("BAO_TOKEN", "VAULT_TOKEN"):
+            missing.append("a token: --provider-option token_file=PATH, role_id_file=PATH with "
+                           "secret_id_file=PATH, or BAO_TOKEN")
+        return " and ".join(missing) or None
+
     def configure(self) -> None:
         opt = self.option_values
         self.source = f"provider {self.name}"
