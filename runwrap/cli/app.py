@@ -20,6 +20,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer._click.exceptions import UsageError as TyperUsageError
 
+from runwrap.cli import complete
 from runwrap.cli.profiles import profiles_app
 from runwrap.cli.tables import echo_table as _table
 from runwrap.errors import CONNECT, EXEC, OTHER, RunwrapError, UsageError, report, status
@@ -44,6 +45,7 @@ EPILOG = """Examples:
 
 app = typer.Typer(
     name="runwrap",
+    cls=complete.RootGroup,
     help="Run a command with exactly the secrets its profile names, fetched from a paired listener, "
     "masked in its output and supervised.\n\nMain form: runwrap PROFILE [--connection NAME] [--no-mask] "
     "[--timeout DUR] [--dry-run] -- CMD [ARG...]",
@@ -133,7 +135,7 @@ def _key_values(option: str, items: list[str] | None) -> dict[str, str]:
 # ---- exec forms (`runwrap PROFILE -- cmd` never reaches typer; these entries give help and completion) ----
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             add_help_option=False)
+             add_help_option=False, cls=complete.ExecCommand)
 def exec_(ctx: typer.Context) -> None:
     """Run CMD with the credentials PROFILE names: runwrap exec PROFILE [flags] -- CMD [ARG...]"""
     from runwrap.cli import exec_args
@@ -154,7 +156,8 @@ def run(
     prefix: Annotated[str, typer.Option(metavar="PREFIX", help="Prefix for --env-all.")] = "AAC_",
     keep_env: Annotated[list[str] | None, typer.Option(
         "--keep-env", metavar="NAME", help="Also inherit NAME (a glob), repeatable.")] = None,
-    connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.")] = None,
+    connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.",
+                                                   autocompletion=complete.connection_names)] = None,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Do not mask output.")] = False,
     timeout: Annotated[str | None, typer.Option(metavar="DUR", help="End the command after DUR (exit 124).")] = None,
 ) -> None:
@@ -180,7 +183,8 @@ def connect(
     domain: Annotated[str | None, typer.Option(
         metavar="DOMAIN", help="The item whose host is this domain or a parent of it.")] = None,
     id: Annotated[str | None, typer.Option("--id", metavar="ID", help="The vault item id.")] = None,
-    connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.")] = None,
+    connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.",
+                                                   autocompletion=complete.connection_names)] = None,
     output: Annotated[Output, typer.Option(help="text or json (aac's shape).")] = Output.text,
 ) -> None:
     """Fetch one credential and print it (exit 0 ok, 1 error, 2 connection failed, 3 handshake, 4 not found
@@ -243,7 +247,8 @@ def connections_list(output: Annotated[Output, typer.Option()] = Output.text) ->
 
 
 @connections_app.command("remove")
-def connections_remove(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+def connections_remove(name: Annotated[str, typer.Argument(
+        metavar="NAME", hidden=True, autocompletion=complete.connection_names)]) -> None:
     """Forget the paired listener NAME."""
     from runwrap.consumer.connections import Connections
 
@@ -256,7 +261,8 @@ def connections_remove(name: Annotated[str, typer.Argument(metavar="NAME", hidde
 @app.command()
 def listen(
     provider: Annotated[str, typer.Option(
-        metavar="NAME", help="example, pass, bitwarden, keepass, command or a plugin.")] = "example",
+        metavar="NAME", help="example, pass, bitwarden, keepass, command or a plugin.",
+        autocompletion=complete.provider_names)] = "example",
     provider_option: Annotated[list[str] | None, typer.Option(
         "--provider-option", metavar="KEY=VALUE", help="An option of the provider, repeatable.")] = None,
     socket: Annotated[Path | None, typer.Option(metavar="PATH", help="The Unix socket to listen on.")] = None,
@@ -363,7 +369,8 @@ def peers_list(output: Annotated[Output, typer.Option()] = Output.text, socket: 
 
 
 @peers_app.command("revoke")
-def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True,
+                                                     autocompletion=complete.peer_names)],
                  socket: SocketOption = None) -> None:
     """Refuse peer NAME's key from now on and end its running children at once."""
     from runwrap.listener import manage
@@ -376,7 +383,8 @@ def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True
 
 
 @peers_app.command("scope")
-def peers_scope(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+def peers_scope(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True,
+                                                    autocompletion=complete.peer_names)],
                 patterns: Annotated[list[str], typer.Argument(metavar="PATTERN", hidden=True)],
                 socket: SocketOption = None) -> None:
     """Replace peer NAME's scope with the PATTERNs (github.com, *.example.com, id:UUID, *); it applies
@@ -453,6 +461,7 @@ def run_app(args: list[str], *, debug: bool = False) -> int:
     """Run the typer app on `args` and return the exit status; every error goes to errors.report."""
     global _DEBUG
     _DEBUG = debug
+    complete.normalize_instruction(os.environ)  # click's `bash_complete` as well as typer's `complete_bash`
     family = FAMILIES.get(args[0], OTHER) if args else OTHER
     try:
         result = app(args=args, prog_name="runwrap", standalone_mode=False)

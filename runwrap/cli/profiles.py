@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from runwrap.cli.complete import profile_names
 from runwrap.cli.tables import echo_table
 
 if TYPE_CHECKING:
@@ -35,7 +36,8 @@ def _find_profile(name: str) -> Profile:
 
 
 @profiles_app.command("show")
-def profiles_show(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+def profiles_show(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True,
+                                                      autocompletion=profile_names)]) -> None:
     """What profile NAME asks for and what its child's environment will be."""
     from runwrap.environment import DEFAULT_INHERIT
 
@@ -57,7 +59,8 @@ def profiles_show(name: Annotated[str, typer.Argument(metavar="NAME", hidden=Tru
 
 
 @profiles_app.command("check")
-def profiles_check(name: Annotated[str, typer.Argument(metavar="NAME|FILE", hidden=True)]) -> None:
+def profiles_check(name: Annotated[str, typer.Argument(metavar="NAME|FILE", hidden=True,
+                                                       autocompletion=profile_names)]) -> None:
     """Validate a profile by NAME or FILE; exit 1 with FILE:LINE and the fix if it is wrong."""
     prof = _find_profile(name)
     typer.echo(f"ok: {prof.path} ({len(prof.credentials)} credential(s))")

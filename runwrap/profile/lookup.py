@@ -76,6 +76,20 @@ def find(name: str, *, environ: Mapping[str, str], cwd: Path) -> Profile:
 
 def list_profiles(environ: Mapping[str, str], cwd: Path) -> list[tuple[str, Path, str]]:
     """(name, path, description) of every profile `find` can reach by name, sorted by name."""
+    found = reachable(environ, cwd)
+    cache = profile_cache.cache_dir(environ)
+    listing = []
+    for name in sorted(found):
+        try:
+            description = load(found[name], cache=cache).description
+        except ProfileError:
+            description = f"(invalid — see: runwrap profiles check {name})"
+        listing.append((name, found[name], description))
+    return listing
+
+
+def reachable(environ: Mapping[str, str], cwd: Path) -> dict[str, Path]:
+    """Every profile name `find` can reach, with the file it means (first hit per name); none is read."""
     found: dict[str, Path] = {}
     for folder in search_dirs(environ, cwd):
         try:
@@ -94,15 +108,7 @@ def list_profiles(environ: Mapping[str, str], cwd: Path) -> list[tuple[str, Path
                     and entry.is_file()
                 ):
                     found[name] = Path(entry.path)
-    cache = profile_cache.cache_dir(environ)
-    listing = []
-    for name in sorted(found):
-        try:
-            description = load(found[name], cache=cache).description
-        except ProfileError:
-            description = f"(invalid — see: runwrap profiles check {name})"
-        listing.append((name, found[name], description))
-    return listing
+    return found
 
 
 # --- loading one -------------------------------------------------------------------------------
