@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,64 @@ def test_shebang_runs_script_with_its_arguments(project):
                             text=True, timeout=60)
     assert result.returncode == 7, result.stderr
     assert result.stdout == "args: 2 [one] [two words]\ntoken: ***\n"
+
+
+def readme_shebang_scripts() -> list[str]:
+    """The README's shebang scripts (its "Shebang lines and Makefiles" part), in order."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    part = readme[readme.index("Shebang lines and Makefiles:"):readme.index("From Python:")]
+    return re.findall(r"^```sh\n(.*?)^```", part, re.S | re.M)
+
+
+def from_readme(folder: Path, script_text: str) -> Path:
+    """A README script in `folder`, its body (`./migrate && ...`) replaced by a line that shows what it got,
+    its profile folder (/srv/app/profiles) being `folder`/profiles."""
+    lines = [line.replace("/srv/app/profiles", str(folder / "profiles")) for line in script_text.splitlines()]
+    body = [line for line in lines if line.startswith("./")]
+    assert body, script_text
+    shown = 'echo "token: $DEPLOY_TOKEN args: $# [$1] cwd: $PWD"'
+    return script(folder / "deploy", "\n".join(shown if line in body else line for line in lines) + "\n")
+
+
+@pytest.fixture
+def deploy_project(project) -> tuple[Path, Path, dict[str, str]]:
+    """`project` with profiles/deploy.yaml setting DEPLOY_TOKEN, and another folder to run from."""
+    folder, env = project
+    (folder / "profiles" / "deploy.yaml").write_text(
+        "credentials:\n  - domain: github.com\n    env:\n      DEPLOY_TOKEN: password\n")
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir()
+    return folder, elsewhere, env
+
+
+def test_readme_shebang_finds_profiles_only_from_its_own_folder(deploy_project):
+    folder, elsewhere, env = deploy_project
+    deploy = from_readme(folder, readme_shebang_scripts()[0])
+    here = subprocess.run([str(deploy), "x"], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    assert (here.returncode, here.stdout) == (0, f"token: *** args: 1 [x] cwd: {folder}\n"), here.stderr
+    away = subprocess.run([str(deploy), "x"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert away.returncode == 125 and 'no profile named "deploy"' in away.stderr  # what the README warns of
+
+
+@pytest.mark.parametrize("which", [1, 2], ids=["RUNWRAP_PROFILES in the shebang", "profile beside the script"])
+def test_readme_shebang_from_any_folder(deploy_project, which):
+    folder, elsewhere, env = deploy_project
+    scripts = readme_shebang_scripts()
+    assert len(scripts) == 3, "the README shows the shebang script and its two ways to run from anywhere"
+    deploy = from_readme(folder, scripts[which])
+    for invoked in (str(deploy), "../deploy"):  # by its full path, and by a path relative to elsewhere
+        result = subprocess.run([invoked, "one arg"], cwd=elsewhere, env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"token: *** args: 1 [one arg] cwd: {elsewhere}\n"
+
+
+def test_runwrap_profiles_exported_works_from_any_folder(deploy_project):
+    folder, elsewhere, env = deploy_project
+    deploy = from_readme(folder, readme_shebang_scripts()[0])
+    result = subprocess.run([str(deploy)], cwd=elsewhere, env={**env, "RUNWRAP_PROFILES": str(folder / "profiles")},
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"token: *** args: 0 [] cwd: {elsewhere}\n"), result.stderr
 
 
 def test_shebang_that_would_loop_is_refused(project):
