@@ -9,7 +9,8 @@ its exit status per command family:
   126 the command cannot be executed, 127 the command was not found;
 - `connect` follows Bitwarden's aac: 0 ok, 1 error, 2 connection failed, 3 handshake,
   authentication or timeout, 4 not found or denied, 5 fingerprint mismatch;
-- every other command: 0 ok, 1 error, 2 usage.
+- every other command: 0 ok, 1 error, 2 usage; `doctor` also 3 when a listener it checks does not
+  answer (DOCTOR_NO_LISTENER).
 
 `report(exc, family)` is the only place that turns an exception into stderr text and an exit
 status: one line `runwrap: MESSAGE`, the traceback before it only with --debug, and for an
