@@ -17,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -54,12 +53,6 @@ def command_lines(body: str) -> list[list[str]]:
 
 USE = blocks(section("Use"))
 VAULT_SIDE, CONSUMER_SIDE, PROFILE, COMMANDS = USE[0][1], USE[1][1], USE[2], USE[3][1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(argv: list[str], home: Path, cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -115,15 +108,15 @@ def walkthrough():
         folder.mkdir(mode=0o700)
     (project / "profiles").mkdir(parents=True)
     listen = next(argv for argv in command_lines(VAULT_SIDE) if argv[1] == "listen")
-    port = free_port()
-    listen[listen.index("--tcp") + 1] = f"127.0.0.1:{port}"
+    listen[listen.index("--tcp") + 1] = "127.0.0.1:0"  # a free port, which the listener prints
     env = {"PATH": os.environ["PATH"], "HOME": str(vault), "LANG": "C.UTF-8", "RUNWRAP_HOME": str(vault)}
     out = open(os.open(vault / "listen.out", os.O_WRONLY | os.O_CREAT, 0o600), "w")
     process = subprocess.Popen([runwrap_executable(), *listen[1:]], env=env, stdout=out, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_for(lambda: "listening on" in (vault / "listen.out").read_text(), 20, "the listener to start")
-        yield vault, consumer, project, port
+        started = wait_for(lambda: re.search(r"listening on tcp:127\.0\.0\.1:(\d+)",
+                                             (vault / "listen.out").read_text()), 20, "the listener to start")
+        yield vault, consumer, project, int(started.group(1))
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
