@@ -92,8 +92,13 @@ class Channel:
         framing.send_frame(self.sock, self.session.encrypt(messages.encode(header)))
 
     def _receive(self, deadline: float | None) -> tuple[dict[str, Any], dict[str, Secret]]:
-        frame = framing.recv_frame(self.sock, deadline=deadline)
-        return messages.decode(self.session.decrypt(frame))
+        def next_plaintext() -> bytes:
+            return self.session.decrypt(framing.recv_frame(self.sock, deadline=deadline))
+
+        header, values = messages.decode(next_plaintext())
+        if header["type"] == messages.PARTS:  # an answer too large for one Noise message
+            header, values = messages.decode(messages.join(header.get("length"), next_plaintext))
+        return header, values
 
     def request(self, query: Query, fields: Iterable[str] = FIELDS,
                 provenance: Claim | None = None) -> Credential:
