@@ -386,3 +386,45 @@ def test_release_lets_the_held_tail_go_while_the_stream_goes_on() -> None:
     masker = Masker([b"abcd", b"abcdefgh"])
     assert masker.feed(b"<abcdef") == b"<"
     assert masker.release() == b"***ef"
+
+
+# --- the output without its line breaks (maskviews.Joined) ---------------------------------------
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reads=st.lists(st.tuples(st.integers(1, 90), st.integers(0, 40), st.integers(0, 3), st.booleans(),
+                                st.integers(0, 30)), min_size=1, max_size=6))
+def test_the_output_without_breaks_is_what_replace_gives_whatever_the_lines(reads) -> None:
+    from runwrap.supervise.maskviews import Joined
+
+    joined = Joined()
+    rng = random.Random(0)
+    for width, lines, odd, crlf, trim in reads:  # one Joined across reads of different sizes and shapes
+        body = [bytes(rng.choice(b"ABCxyz019+/") for _ in range(width)) for _ in range(lines)]
+        for _ in range(odd):  # a line of another width somewhere
+            body.insert(rng.randrange(len(body) + 1), b"short")
+        data = (b"head" + (b"\r\n" if crlf else b"\n").join(body) + b"\ntail")[trim:]
+        work = bytearray(data + b"more past size")
+        out, _ = joined.of(work, len(data))
+        assert bytes(out) == data.replace(b"\r\n", b"\n").replace(b"\n", b"")
+        assert work == data + b"more past size"  # the caller's buffer is never touched
+
+
+def test_regularly_wrapped_output_reuses_one_buffer_and_wipe_zeroes_all_of_it() -> None:
+    import ctypes
+
+    from runwrap.supervise.maskviews import Joined
+
+    joined = Joined()
+    # A read from the middle of GNU base64's output: 76 columns throughout (a stream's last, shorter
+    # line is the one read that takes the other way).
+    wrapped = base64.encodebytes(bytes(range(256)) * 300)[100:65636]
+    first, fresh = joined.of(wrapped, len(wrapped))
+    assert not fresh and bytes(first) == wrapped.replace(b"\n", b"")
+    again, fresh = joined.of(wrapped[5:], len(wrapped) - 5)
+    assert again is first and not fresh  # kept from read to read: no fresh 64 KiB buffer a read
+    assert bytes(again) == wrapped[5:].replace(b"\n", b"")
+    assert joined.of(b"text\nwith\nlines of every length\n", 33)[1]  # anything else: a fresh copy to zero
+    address = ctypes.addressof((ctypes.c_char * 1).from_buffer(first))
+    joined.wipe()
+    # All of what it held is zero, also the bytes the strided del moved past the end.
+    assert len(first) == len(wrapped) and ctypes.string_at(address, len(wrapped)) == bytes(len(wrapped))
