@@ -57,7 +57,7 @@ class Client:
         """The session, opened on first use and reused for later requests."""
         if self._channel is None:
             self._channel = self._endpoint.open(self.timeout)
-            self._channel.rate_wait = self.rate_wait
+        self._channel.rate_wait = self.rate_wait  # as it is now: a caller may change it between requests
         return self._channel
 
     def credential(self, domain: str | None = None, id: str | None = None, *,

@@ -17,9 +17,7 @@ child's (a pty's echo).
 Hygiene: patterns live only in bytearrays, and held stream bytes in two fixed bytearrays (the hold,
 and the scratch buffer where the hold meets the next chunk); `wipe()` zeroes them all and leaves the
 masker unusable. The copies one step makes (a decoded view, the output without its line breaks) are
-bytearrays zeroed before the step returns, but for one: regularly wrapped output without its breaks
-is made in a bytearray kept from read to read (maskviews.Joined), which, like the scratch buffer,
-holds the last read until the next and is zeroed by `wipe()`. No secret goes into `re.compile` (a compiled regex cannot
+bytearrays zeroed before the step returns. No secret goes into `re.compile` (a compiled regex cannot
 be wiped), a `str`, or a `bytes` we keep; the `bytes` that `binascii` returns are zeroed with
 `wipe_bytes` once copied. Tables indexed by byte value (first bytes, anchors) are lists that
 `wipe()` clears slot by slot. What this cannot reach: the caller's input chunks and the returned
@@ -45,7 +43,7 @@ from typing import Any
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise.mask_lines import FEW_PATTERNS, LineTails
 from runwrap.supervise.mask_patterns import MIN_LEN, dedupe, escape_safe, variants
-from runwrap.supervise.maskviews import WRAP_MAX, WRAPPABLE, Decoded, Joined, decode_json, zero
+from runwrap.supervise.maskviews import WRAP_MAX, Decoded, decode_json, zero
 from runwrap.supervise.memfind import Finder, address
 
 # The anchor prefilter: a byte is a useful anchor while it occurs at most once in RARE_EVERY bytes
@@ -60,8 +58,8 @@ class Masker(LineTails):
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
     __slots__ = ("_alphabet", "_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run",
-                 "_joined", "_lined", "_maxlen", "_next_sample", "_pairs", "_patterns", "_replacement", "_scratch",
-                 "_wanted", "_where", "_wiped", "short_values")
+                 "_lined", "_maxlen", "_next_sample", "_pairs", "_patterns", "_replacement", "_scratch", "_wanted",
+                 "_where", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
                  replacement: bytes = b"***", hex: bool = HEX) -> None:
@@ -74,15 +72,13 @@ class Masker(LineTails):
             found += variants(raw, hex=hex)
         # Longest first: the held-tail search can then stop at the first pattern too short to matter.
         self._patterns = sorted(dedupe(found), key=len, reverse=True)
-        # Patterns not searched across line breaks: those that hold one (a multi-line value whole), and
-        # those that cannot start in a line that looks wrapped (all base64, or all hex and blanks).
-        self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern or pattern[0] not in WRAPPABLE}
+        # Patterns that hold a line break (a multi-line value whole) are not searched across breaks.
+        self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern}
         self._where = {id(pattern): address(pattern) for pattern in self._patterns}  # for memmem
         self._replacement = bytes(replacement)
         self._maxlen = len(self._patterns[0]) if self._patterns else 0
         self._hold = bytearray(max(self._maxlen - 1, 0))  # fixed size: never reallocated, so no stale copies
         self._scratch = bytearray()  # the held tail and the next chunk, searched together
-        self._joined = Joined()  # the output without its line breaks, for wrapped encodings
         self._held = 0        # how many bytes of _hold are the stream's held tail
         self._carry = 0       # how far matches already emitted cover into the held tail
         self._in_run = False  # the last byte emitted was hidden, so a run continuing it adds no ***
@@ -208,7 +204,6 @@ class Masker(LineTails):
         wipe_bytes(self._wanted)
         wipe_bytes(self._hold)
         wipe_bytes(self._scratch)
-        self._joined.wipe()
         self._held = self._carry = 0
         self._in_run = False
         wipe_bytes(self._lead)
@@ -358,11 +353,22 @@ class Masker(LineTails):
                        spans: list[tuple[int, int]]) -> None:
         """Find patterns in work[:size] with every line break (\\n, \\r\\n) removed, and keep the
         matches that cross only seen-through breaks, in the buffer's own positions."""
-        joined, fresh = self._joined.of(work, size)
+        if isinstance(work, bytearray) and len(work) == size:
+            flat = work  # bytearray.replace always makes a new bytearray, so this stays the caller's
+        else:  # a copy of this step only (the buffer may run on past it), ours to zero
+            with memoryview(work) as view:
+                flat = bytearray(view[:size])
+        if flat.find(b"\r") >= 0:
+            crlf = flat.replace(b"\r\n", b"\n")
+            if flat is not work:
+                zero(flat)
+            flat = crlf
+        joined = flat.replace(b"\n", b"")
+        if flat is not work:
+            zero(flat)
         found: list[tuple[int, int]] = []
         self._find_each(joined, len(joined), patterns, found)
-        if fresh:
-            zero(joined)
+        zero(joined)
         if not found:
             return
         # Map back: the breaks in order, each with where it sits in the joined copy.

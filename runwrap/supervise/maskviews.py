@@ -30,7 +30,6 @@ WRAP_MAX = 1024  # longer than any encoder's line; also bounds what is examined 
 
 B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
 HEX_LINE_CHARS = b"0123456789abcdefABCDEF \t"
-WRAPPABLE = frozenset(B64_CHARS + HEX_LINE_CHARS)  # the bytes a line that is seen through may hold
 
 # Hex digit values by byte, -1 for anything else.
 _HEXVAL = [-1] * 256
@@ -65,65 +64,6 @@ def zero(buf: bytearray) -> None:
     for start in range(0, size, len(_ZEROS)):
         end = min(size, start + len(_ZEROS))
         buf[start:end] = _ZERO_VIEW[:end - start]
-
-
-class Joined:
-    """The output with its line breaks taken out, for the patterns that may be wrapped (mask's
-    `_search_joined`), made as cheaply as the output allows.
-
-    Wrapped encodings (`base64 -w N`, PEM, `xxd -p`) break at one stride: then the read is copied into
-    one bytearray kept from read to read and the breaks are deleted with one strided `del` — no
-    allocation, which is what `replace` costs most (a fresh 64 KiB buffer's page faults, then a count
-    and a copy line by line), about a third of a search pass. Output with lines of every length (text
-    with some base64 in it) goes through `replace` into a fresh buffer the caller zeroes. The kept
-    buffer holds the last such read until the next one overwrites it, like the masker's scratch
-    buffer, and `wipe()` zeroes all of it, also what a `del` moved past its end.
-    """
-
-    __slots__ = ("_buf", "_room")
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._room = 0  # the bytes the kept buffer has held at most: wipe() zeroes that many
-
-    def of(self, work: bytes | bytearray, size: int) -> tuple[bytearray, bool]:
-        """work[:size] without its line breaks (\\n, \\r\\n), and whether it is a fresh copy to zero."""
-        first = work.find(b"\n", 0, size)
-        if first >= 0 and work.find(b"\r", 0, size) < 0 and size >= self._room // 2:
-            second = work.find(b"\n", first + 1, size)
-            stride = second - first if second > 0 else size
-            at_stride = work[first:size:stride]
-            if stride > 1 and at_stride.count(0x0A) == len(at_stride):  # one line width throughout
-                if size > self._room:  # a larger read: zero the old allocation before it is given back
-                    self.wipe()
-                    self._buf, self._room = bytearray(size), size
-                buf = self._buf
-                with memoryview(work) as view:
-                    buf[:] = view[:size]  # within its allocation (at least half of it): never moved
-                del buf[first::stride]
-                if buf.find(b"\n", first) < 0:
-                    return buf, False
-                return buf.replace(b"\n", b""), True  # a shorter line somewhere
-        if isinstance(work, bytearray) and len(work) == size:
-            flat = work  # replace always makes a new bytearray, so this stays the caller's
-        else:  # a copy of this step only (the buffer may run on past it), ours to zero
-            with memoryview(work) as view:
-                flat = bytearray(view[:size])
-        if flat.find(b"\r") >= 0:
-            crlf = flat.replace(b"\r\n", b"\n")
-            if flat is not work:
-                zero(flat)
-            flat = crlf
-        joined = flat.replace(b"\n", b"")
-        if flat is not work:
-            zero(flat)
-        return joined, True
-
-    def wipe(self) -> None:
-        buf = self._buf
-        if self._room > len(buf):  # what `del` moved past the end is still in the allocation
-            buf[len(buf):] = bytes(self._room - len(buf))
-        zero(buf)
 
 
 class Decoded:
