@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from runwrap.consumer.client import CONNECT_TIMEOUT, Channel, Endpoint, default_provenance
+from runwrap.consumer.client import CONNECT_TIMEOUT, Channel, Endpoint, default_provenance, rate_wait
 from runwrap.credential import FIELDS, Credential, Query, is_field_name
 from runwrap.errors import ConnectionFailed, Denied, NotFound, ProviderError, RateLimited, UsageError
 from runwrap.paths import layout
@@ -50,12 +50,14 @@ class Client:
         self._endpoint = Endpoint.pick(self.layout, connection)
         self.connection = self._endpoint.connection
         self.timeout = timeout
+        self.rate_wait = rate_wait(None, environ)  # RUNWRAP_RATE_WAIT, else a few seconds
         self._channel: Channel | None = None
 
     def open(self) -> Channel:
         """The session, opened on first use and reused for later requests."""
         if self._channel is None:
             self._channel = self._endpoint.open(self.timeout)
+        self._channel.rate_wait = self.rate_wait  # as it is now: a caller may change it between requests
         return self._channel
 
     def credential(self, domain: str | None = None, id: str | None = None, *,

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
+
+# The longest a supervised run waits for anything (`--timeout`, `timeout:`, `kill_grace:`): poll(2)
+# takes its timeout in int milliseconds, at most 24.8 days, and a longer wait would overflow it.
+LONGEST_WAIT = 24 * 86400.0
+LONGEST_WAIT_TEXT = "24d"
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -28,7 +34,18 @@ def parse_duration(text: str | int | float) -> float:
         pos = match.end()
     if pos != len(value) or not value:
         raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 5m, 2h, 1h30m)")
+    if not math.isfinite(total):
+        raise ValueError(f"not a duration: {text!r} is too long to count")
     return total
+
+
+def check_wait(seconds: float, shown: str, longest: float = LONGEST_WAIT, longest_text: str = LONGEST_WAIT_TEXT,
+               why: str = "poll(2) waits at most 24.8 days") -> float:
+    """`seconds` if it is at most `longest`; ValueError saying the bound and why otherwise."""
+    if seconds > longest:
+        raise ValueError(f"{shown} is longer than {longest_text}, the longest runwrap takes here ({why})"
+                         f" — use at most {longest_text}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -132,6 +132,10 @@ class RateLimited(RunwrapError):
 
     code = "rate_limited"
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, when the listener said
+
 
 class ProviderError(RunwrapError):
     """The vault backend failed (locked, logged out, a tool missing). Fix it where the listener runs,

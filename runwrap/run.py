@@ -36,16 +36,19 @@ IDENTIFIERS = frozenset({"uri", "domain", "credential_id"})
 class ExecArgs(Record):
     """`runwrap PROFILE [flags] -- cmd` and `runwrap exec ...`."""
 
-    __slots__ = ("command", "connection", "dry_run", "mask", "profile", "timeout")
+    __slots__ = ("command", "connection", "dry_run", "mask", "mask_hex", "profile", "rate_wait", "timeout")
 
     def __init__(self, profile: str, command: list[str], connection: str | None = None, mask: bool | None = None,
-                 timeout: float | None = None, dry_run: bool = False) -> None:
+                 timeout: float | None = None, dry_run: bool = False, rate_wait: float | None = None,
+                 mask_hex: bool = False) -> None:
         self.profile = profile
         self.command = command
         self.connection = connection
         self.mask = mask
         self.timeout = timeout
         self.dry_run = dry_run
+        self.rate_wait = rate_wait  # None: RUNWRAP_RATE_WAIT, else the default
+        self.mask_hex = mask_hex  # or the profile's mask_hex: true
 
 
 class RunArgs(Record):
@@ -61,14 +64,17 @@ class RunArgs(Record):
         "id",
         "keep_env",
         "mask",
+        "mask_hex",
         "prefix",
+        "rate_wait",
         "timeout",
     )
 
     def __init__(self, domain: str | None, id: str | None, env: list[str] | None = None,
                  env_all: bool = False, prefix: str = "AAC_", keep_env: list[str] | None = None,
                  connection: str | None = None, mask: bool = True, timeout: float | None = None,
-                 command: list[str] | None = None, files: list[str] | None = None) -> None:
+                 command: list[str] | None = None, files: list[str] | None = None, rate_wait: float | None = None,
+                 mask_hex: bool = False) -> None:
         self.domain = domain
         self.id = id
         self.env = [] if env is None else env
@@ -80,6 +86,8 @@ class RunArgs(Record):
         self.timeout = timeout
         self.command = [] if command is None else command
         self.files = [] if files is None else files  # --file VAR=FIELD
+        self.rate_wait = rate_wait
+        self.mask_hex = mask_hex
 
 
 class Request(FrozenRecord):
@@ -200,7 +208,7 @@ def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> in
     return launch(request, args.command, parent, connection=args.connection or profile.connection,
                   mask=profile.mask if args.mask is None else args.mask,
                   timeout=args.timeout if args.timeout is not None else profile.timeout,
-                  kill_grace=profile.kill_grace)
+                  kill_grace=profile.kill_grace, rate_wait=args.rate_wait, mask_hex=args.mask_hex or profile.mask_hex)
 
 
 def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
@@ -231,7 +239,8 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
     request = Request((CredentialSpec(query=query, env=mapping, line=0, files=files),), source="<command line>",
                       inherit=(*environment.DEFAULT_INHERIT, *args.keep_env), optional_fields=args.env_all)
     return launch(request, args.command, parent, connection=args.connection, mask=args.mask,
-                  timeout=args.timeout, kill_grace=None, unmasked=unmasked)
+                  timeout=args.timeout, kill_grace=None, unmasked=unmasked, rate_wait=args.rate_wait,
+                  mask_hex=args.mask_hex)
 
 
 def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str, FileSpec]:
@@ -257,7 +266,8 @@ def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str
 
 
 def launch(request: Request, command: list[str], parent: Mapping[str, str], *, connection: str | None,
-           mask: bool, timeout: float | None, kill_grace: float | None, unmasked: Collection[str] = ()) -> int:
+           mask: bool, timeout: float | None, kill_grace: float | None, unmasked: Collection[str] = (),
+           rate_wait: float | None = None, mask_hex: bool = False) -> int:
     """Resolve the command, fetch, hold the lease, and supervise the child; its exit status.
 
     In this order, so a missing command never fetches a secret and a failed fetch never starts a
@@ -265,12 +275,15 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     the variables named in `unmasked` (identifiers, see IDENTIFIERS); all are wiped.
     """
     from runwrap.consumer.client import Endpoint
+    from runwrap.consumer.client import rate_wait as pick_rate_wait
     from runwrap.paths import layout
     from runwrap.supervise import supervisor
     from runwrap.supervise.memfile import FileSet
 
     argv = resolve(request, command, parent)
+    wait = pick_rate_wait(rate_wait, parent)  # a bad RUNWRAP_RATE_WAIT is refused before anything is asked
     channel = Endpoint.pick(layout(parent), connection).open()
+    channel.rate_wait = wait
     secrets: tuple[Secret, ...] = ()
     files = FileSet(parent)
     try:
@@ -290,7 +303,7 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     masked = tuple(value for value in child.secrets if not any(value is other for other in shown))
     try:
         return supervisor.run(supervisor.Launch(
-            argv=child.argv, env=child.env, secrets=masked, mask=mask, timeout=timeout,
+            argv=child.argv, env=child.env, secrets=masked, mask=mask, mask_hex=mask_hex, timeout=timeout,
             kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease, files=files))
     finally:
         files.remove()  # the supervisor removes them once the child's tree is gone; this is for its errors

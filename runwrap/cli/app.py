@@ -113,10 +113,12 @@ def _parsed(option: str, parse: Callable[[str], T], text: str) -> T:
         raise UsageError(f"{option}: {exc}") from None
 
 
-def _duration(option: str, text: str, *, positive: bool = False) -> float:
-    from runwrap.durations import parse_duration
+def _duration(option: str, text: str, *, positive: bool = False, bounded: bool = False) -> float:
+    from runwrap.durations import check_wait, parse_duration
 
     seconds = _parsed(option, parse_duration, text)
+    if bounded:  # what the supervisor waits for: at most 24 days
+        seconds = _parsed(option, lambda shown: check_wait(seconds, shown), text)
     if positive and seconds <= 0:
         raise UsageError(f"{option} must be longer than zero")
     return seconds
@@ -159,10 +161,14 @@ def run(
     connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.",
                                                    autocompletion=complete.connection_names)] = None,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Do not mask output.")] = False,
+    mask_hex: Annotated[bool, typer.Option("--mask-hex", help="Also mask hex forms (slower).")] = False,
     timeout: Annotated[str | None, typer.Option(metavar="DUR", help="End the command after DUR (exit 124).")] = None,
+    rate_wait: Annotated[str | None, typer.Option(metavar="DUR", help="Wait up to DUR when rate limited "
+                                                  "(default RUNWRAP_RATE_WAIT, else 5s).")] = None,
 ) -> None:
     """Run CMD with one item's fields as variables (aac's flags): runwrap run --domain D --env VAR=FIELD -- CMD"""
     from runwrap import run as launch
+    from runwrap.consumer.client import parse_rate_wait
 
     command = list(ctx.args)
     if not command:
@@ -171,8 +177,9 @@ def run(
         raise UsageError("name exactly one of --domain or --id")
     args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
                           keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
-                          timeout=_duration("--timeout", timeout) if timeout else None, command=command,
-                          files=list(file or []))
+                          timeout=_duration("--timeout", timeout, bounded=True) if timeout else None,
+                          command=command, files=list(file or []), mask_hex=mask_hex,
+                          rate_wait=_parsed("--rate-wait", parse_rate_wait, rate_wait) if rate_wait else None)
     raise typer.Exit(launch.exec_run(args))
 
 

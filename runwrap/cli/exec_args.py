@@ -21,7 +21,8 @@ COMMANDS = frozenset({
     "audit", "doctor", "help",
 })
 
-USAGE = "usage: runwrap PROFILE [--connection NAME] [--no-mask] [--timeout DUR] [--dry-run] -- CMD [ARG...]"
+USAGE = ("usage: runwrap PROFILE [--connection NAME] [--no-mask] [--mask-hex] [--timeout DUR] [--rate-wait DUR]"
+         " [--dry-run] -- CMD [ARG...]")
 SEE_HELP = "see `runwrap exec --help`"
 HELP = f"""{USAGE}
        runwrap exec PROFILE ... -- CMD [ARG...]
@@ -33,7 +34,10 @@ name looked up in $RUNWRAP_PROFILES, ./profiles/ and ~/.config/runwrap/profiles/
 Options (before `--`):
   --connection NAME  the paired listener to ask (default: the profile's, else the only one)
   --no-mask          do not mask the injected values in CMD's output
-  --timeout DUR      stop CMD after DUR (30s, 5m, 1h30m) and exit 124
+  --mask-hex         also mask their hex forms (xxd, od; slower, see README Masking)
+  --timeout DUR      stop CMD after DUR (30s, 5m, 1h30m; at most 24d) and exit 124
+  --rate-wait DUR    wait up to DUR (at most 50s) when the listener's rate limit says
+                     when to retry (default: RUNWRAP_RATE_WAIT, else 5s)
   --dry-run          show what would be asked for and run, and ask for nothing
   --debug            show the traceback of an error
   -h, --help         show this help
@@ -51,7 +55,8 @@ def is_exec_form(args: Sequence[str]) -> bool:
 
 def parse(argv: Sequence[str]) -> run.ExecArgs:
     """PROFILE and flags up to `--`, then the command. Flags may come before or after PROFILE."""
-    from runwrap.durations import parse_duration
+    from runwrap.consumer.client import parse_rate_wait
+    from runwrap.durations import check_wait, parse_duration
 
     args = list(argv)
     if "--" not in args:
@@ -66,7 +71,7 @@ def parse(argv: Sequence[str]) -> run.ExecArgs:
     while i < len(head):
         word = head[i]
         name, eq, inline = word.partition("=")
-        if name in ("--connection", "--timeout"):
+        if name in ("--connection", "--timeout", "--rate-wait"):
             value = inline if eq else (head[i + 1] if i + 1 < len(head) else None)
             if value is None:
                 raise UsageError(f"{name} needs a value; {SEE_HELP}")
@@ -75,11 +80,16 @@ def parse(argv: Sequence[str]) -> run.ExecArgs:
                 parsed.connection = value
             else:
                 try:
-                    parsed.timeout = parse_duration(value)
+                    if name == "--timeout":
+                        parsed.timeout = check_wait(parse_duration(value), value)
+                    else:
+                        parsed.rate_wait = parse_rate_wait(value)
                 except ValueError as exc:
-                    raise UsageError(f"--timeout: {exc}") from None
+                    raise UsageError(f"{name}: {exc}") from None
         elif word == "--no-mask":
             parsed.mask = False
+        elif word == "--mask-hex":
+            parsed.mask_hex = True
         elif word == "--dry-run":
             parsed.dry_run = True
         elif word.startswith("-"):

@@ -21,7 +21,9 @@ from runwrap.errors import (
     HandshakeFailed,
     LeaseRevoked,
     ProtocolError,
+    RateLimited,
     RunwrapError,
+    UsageError,
     from_code,
 )
 from runwrap.paths import Layout, folder_for_files
@@ -36,6 +38,12 @@ CONNECT_TIMEOUT = 10.0
 # a listener whose host or link went away, in about idle + interval * count seconds.
 KEEPALIVE = (5, 2, 3)  # idle, interval, count
 
+# A rate-limited answer says when to retry; the consumer waits that long when it is within its rate wait
+# (`--rate-wait DUR`, RUNWRAP_RATE_WAIT), so a burst of builds rides out a short limit instead of failing.
+DEFAULT_RATE_WAIT = 5.0
+# The listener ends a session that sends nothing for a minute (sessions.REQUEST_IDLE_TIMEOUT): stay under it.
+LONGEST_RATE_WAIT = 50.0
+
 # What the consumer says it is about to do (argv[0], pid, profile, folder): its claim, shown in
 # approvals and the audit log; see default_provenance.
 Claim = Mapping[str, "str | int"]
@@ -49,6 +57,7 @@ class Channel:
         self.session = session
         self.timeout = timeout
         self.lease: str | None = None
+        self.rate_wait = DEFAULT_RATE_WAIT  # the longest a request waits out the listener's rate limit
 
     @classmethod
     def open(cls, conn: Connection, private: bytes, timeout: float = CONNECT_TIMEOUT) -> Channel:
@@ -83,14 +92,31 @@ class Channel:
         framing.send_frame(self.sock, self.session.encrypt(messages.encode(header)))
 
     def _receive(self, deadline: float | None) -> tuple[dict[str, Any], dict[str, Secret]]:
-        frame = framing.recv_frame(self.sock, deadline=deadline)
-        return messages.decode(self.session.decrypt(frame))
+        def next_plaintext() -> bytes:
+            return self.session.decrypt(framing.recv_frame(self.sock, deadline=deadline))
+
+        header, values = messages.decode(next_plaintext())
+        if header["type"] == messages.PARTS:  # an answer too large for one Noise message
+            header, values = messages.decode(messages.join(header.get("length"), next_plaintext))
+        return header, values
 
     def request(self, query: Query, fields: Iterable[str] = FIELDS,
                 provenance: Claim | None = None) -> Credential:
-        self._send({"type": messages.REQUEST, "query": query.to_wire(), "fields": list(fields),
-                    "provenance": dict(provenance or {})})
-        header, values = self._receive(time.monotonic() + self.timeout + 300)  # approval may take a while
+        """One item's `fields`; a rate-limited answer is waited out while that fits in `rate_wait`."""
+        give_up = time.monotonic() + self.rate_wait
+        while True:
+            self._send({"type": messages.REQUEST, "query": query.to_wire(), "fields": list(fields),
+                        "provenance": dict(provenance or {})})
+            header, values = self._receive(time.monotonic() + self.timeout + 300)  # approval may take a while
+            retry = _retry_after(header)
+            if retry is None:
+                break
+            if time.monotonic() + retry > give_up:
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + retry))
+                raise RateLimited(f"{header.get('message') or 'rate limited'} (at {at}); waiting that long is "
+                                  f"more than the rate wait of {self.rate_wait:g}s (--rate-wait, RUNWRAP_RATE_WAIT)",
+                                  retry_after=retry)
+            time.sleep(retry + 0.05)  # the listener's window has moved on by then
         kind = header["type"]
         if kind == messages.ERROR:
             message = str(header.get("message") or "the listener refused the request")
@@ -154,6 +180,37 @@ class HeldLease:
         finally:
             self.closed = True
             self.channel.close()
+
+
+def _retry_after(header: Mapping[str, Any]) -> float | None:
+    """Seconds to wait, when `header` is a rate-limited answer that says when to retry; else None."""
+    if header.get("type") != messages.ERROR or header.get("code") != RateLimited.code:
+        return None
+    retry = header.get("retry_after")
+    if not isinstance(retry, (int, float)) or isinstance(retry, bool) or not 0 <= retry < 86400:
+        return None  # an answer that does not say (or says nonsense) is not waited for
+    return float(retry)
+
+
+def parse_rate_wait(text: str) -> float:
+    """`--rate-wait`/RUNWRAP_RATE_WAIT as seconds, 0 to 50s; ValueError saying what is accepted."""
+    from runwrap.durations import check_wait, parse_duration
+
+    return check_wait(parse_duration(text), text, LONGEST_RATE_WAIT, f"{LONGEST_RATE_WAIT:g}s",
+                      "the listener ends a session that is idle for a minute")
+
+
+def rate_wait(flag: float | None, environ: Mapping[str, str]) -> float:
+    """The rate wait: the flag's, else RUNWRAP_RATE_WAIT's (UsageError if it is bad), else the default."""
+    if flag is not None:
+        return flag
+    text = environ.get("RUNWRAP_RATE_WAIT", "")
+    if not text:
+        return DEFAULT_RATE_WAIT
+    try:
+        return parse_rate_wait(text)
+    except ValueError as exc:
+        raise UsageError(f"RUNWRAP_RATE_WAIT: {exc}") from None
 
 
 def default_provenance(argv0: str | None = None, profile: str | None = None) -> dict[str, str | int]:

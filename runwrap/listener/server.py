@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -135,8 +136,16 @@ class Listener:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
         if self.options.tcp:
             host, port = self.options.tcp
-            tcp = await asyncio.start_server(self._accept_tcp, host=host, port=port,
-                                             limit=framing.MAX_FRAME + 16, backlog=1024)
+            try:
+                tcp = await asyncio.start_server(self._accept_tcp, host=host, port=port,
+                                                 limit=framing.MAX_FRAME + 16, backlog=1024)
+            except OSError as exc:  # in use, not an address of this host, a privileged port
+                unix.close()
+                with contextlib.suppress(FileNotFoundError):
+                    self.socket_path.unlink()
+                fix = ("pick another port (--tcp HOST:0 lets the system choose one)" if exc.errno == errno.EADDRINUSE
+                       else "give an address of this host, e.g. --tcp 127.0.0.1:7777")
+                raise RunwrapError(f"cannot listen on {tcp_address(host, port)}: {_why(exc)} — {fix}") from None
             self._servers.append(tcp)
             if port == 0:
                 port = tcp.sockets[0].getsockname()[1]
@@ -270,3 +279,10 @@ class Listener:
 
 def run(listener: Listener) -> None:
     asyncio.run(listener.serve())
+
+
+def _why(exc: OSError) -> str:
+    """An OSError's reason alone (asyncio's bind error repeats the address in its text)."""
+    if isinstance(exc, socket.gaierror) or not exc.errno:
+        return str(exc.strerror or exc)
+    return os.strerror(exc.errno).lower()

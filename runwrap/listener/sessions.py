@@ -234,6 +234,24 @@ class Sessions:
                 log("request", **base, decision="error", reason=str(exc))
                 await _send_error(state, "provider", str(exc))
                 return
+            reply: dict[str, Any] = {"type": messages.CREDENTIAL, "lease": state.lease}
+            if lease is not None:  # the consumer may say when it dies if no lease is held (runwrap connect)
+                reply["ttl"] = lease.duration
+            if available is not None:
+                reply["available"] = available
+            try:
+                plaintext = messages.encode(reply, blobs)
+            finally:
+                for value in blobs.values():
+                    value.wipe()
+            if len(plaintext) > messages.MAX_ANSWER:  # refused, and said so, before anything is audited allowed
+                wipe_bytes(plaintext)
+                why = (f"the item for {query} is {len(plaintext)} bytes with the fields asked for, more than the "
+                       f"{messages.MAX_ANSWER // 1024} KiB runwrap carries in one answer")
+                log("request", **base, decision="error", reason=why, credential_id=item.credential_id)
+                await _send_error(state, "error", f"{why}; ask for fewer fields, or keep a value that large "
+                                  "elsewhere (a file the command reads)")
+                return
             log("request", **base, decision="allowed", credential_id=item.credential_id)
             state.served += 1
             if lease is not None:
@@ -243,19 +261,12 @@ class Sessions:
             item.wipe()
             if lease is not None and not kept:  # read, never served: nobody may use it
                 self.dynamic.drop(state, lease, "read but not served")
-        reply: dict[str, Any] = {"type": messages.CREDENTIAL, "lease": state.lease}
-        if lease is not None:  # the consumer may say when it dies if no lease is held (runwrap connect)
-            reply["ttl"] = lease.duration
-        if available is not None:
-            reply["available"] = available
-        plaintext = messages.encode(reply, blobs)
-        try:
-            frame = state.session.encrypt(plaintext)
+        try:  # more than one Noise message for an answer over ~64 KB (messages.PARTS)
+            frames = messages.seal(plaintext, state.session.encrypt, noise_session.MAX_PLAINTEXT)
         finally:
             wipe_bytes(plaintext)
-            for value in blobs.values():
-                value.wipe()
-        state.writer.write(framing.encode(frame))
+        for frame in frames:
+            state.writer.write(framing.encode(frame))
         await state.writer.drain()
 
     def _decide(self, state: LeaseState, query: Query, *, count: bool) -> policy.Decision:

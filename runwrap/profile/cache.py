@@ -108,6 +108,7 @@ def get(cache: Path, info: os.stat_result, path: Path) -> Profile | None:
             inherit=None if data["inherit"] is None else tuple(data["inherit"]),
             set=MappingProxyType(dict(data["set"])),
             mask=bool(data["mask"]),
+            mask_hex=bool(data.get("mask_hex", False)),
             timeout=data["timeout"],
             kill_grace=data["kill_grace"],
         )
@@ -148,6 +149,7 @@ def put(cache: Path, info: os.stat_result, profile: Profile) -> None:
             "inherit": None if profile.inherit is None else list(profile.inherit),
             "set": dict(profile.set),
             "mask": profile.mask,
+            "mask_hex": profile.mask_hex,
             "timeout": profile.timeout,
             "kill_grace": profile.kill_grace,
         },

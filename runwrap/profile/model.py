@@ -64,6 +64,7 @@ class Profile(FrozenRecord):
         "inherit",
         "kill_grace",
         "mask",
+        "mask_hex",
         "name",
         "path",
         "set",
@@ -77,14 +78,15 @@ class Profile(FrozenRecord):
     inherit: tuple[str, ...] | None  # None: the default allow-list
     set: Mapping[str, str]
     mask: bool
+    mask_hex: bool  # also each value's hex forms (xxd, od): off by default, it slows masking (README)
     timeout: float | None
     kill_grace: float | None
 
     def __init__(self, *, name: str, path: Path, description: str, connection: str | None,
                  credentials: tuple[CredentialSpec, ...], inherit: tuple[str, ...] | None, set: Mapping[str, str],
-                 mask: bool, timeout: float | None, kill_grace: float | None) -> None:
+                 mask: bool, timeout: float | None, kill_grace: float | None, mask_hex: bool = False) -> None:
         self._init(name=name, path=path, description=description, connection=connection, credentials=credentials,
-                   inherit=inherit, set=set, mask=mask, timeout=timeout, kill_grace=kill_grace)
+                   inherit=inherit, set=set, mask=mask, mask_hex=mask_hex, timeout=timeout, kill_grace=kill_grace)
 
 
 def name_of(path: Path) -> str:

@@ -17,13 +17,13 @@ import yaml
 from yaml import Node
 
 from runwrap.credential import FIELDS, Query, is_field_name
-from runwrap.durations import parse_duration
-from runwrap.environment import is_valid_name, quote_name
+from runwrap.durations import LONGEST_WAIT, LONGEST_WAIT_TEXT, parse_duration
+from runwrap.environment import MAX_ARG_STRLEN, is_valid_name, quote_name
 from runwrap.errors import ProfileError
 from runwrap.profile import files
 from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
 
-TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "timeout", "kill_grace")
+TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "mask_hex", "timeout", "kill_grace")
 CREDENTIAL_KEYS = ("domain", "id", "env", "files")
 FILE_KEYS = ("template", "field", "mode", "path")
 ENV_KEYS = ("inherit", "set")
@@ -163,12 +163,8 @@ class _Reader:
             for var, file in spec.files.items():
                 if var in set_:
                     raise self.fail(file.line, f"{var} is also set in env.set", "rename one of them")
-        mask = True
-        if "mask" in top:
-            node = top["mask"][1]
-            if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
-                raise self.fail(node, f"mask is {_kind(node)}", "write mask: true or mask: false")
-            mask = node.value.lower() in ("true", "yes", "on")
+        mask = self.flag(top, "mask", default=True)
+        mask_hex = self.flag(top, "mask_hex", default=False)
         timeout = self.duration(top, "timeout", allow_zero=False)
         kill_grace = self.duration(top, "kill_grace", allow_zero=True)
 
@@ -181,6 +177,7 @@ class _Reader:
             inherit=inherit,
             set=MappingProxyType(set_),
             mask=mask,
+            mask_hex=mask_hex,
             timeout=timeout,
             kill_grace=kill_grace,
         )
@@ -376,8 +373,20 @@ class _Reader:
                     raise self.fail(
                         value_node, f"{var} contains a NUL byte, which a variable cannot carry", "remove it"
                     )
+                if len(var.encode()) + len(value.encode("utf-8", "surrogateescape")) + 2 > MAX_ARG_STRLEN:
+                    raise self.fail(value_node, f"{var} is {len(value.encode('utf-8', 'surrogateescape'))} bytes;"
+                                    f" Linux refuses a variable of {MAX_ARG_STRLEN} bytes or more as NAME=value"
+                                    " (MAX_ARG_STRLEN)", "make it shorter, or put it in a file the command reads")
                 values[var] = value
         return inherit, values
+
+    def flag(self, top: dict[str, tuple[Node, Node]], key: str, *, default: bool) -> bool:
+        if key not in top:
+            return default
+        node = top[key][1]
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+            raise self.fail(node, f"{key} is {_kind(node)}", f"write {key}: true or {key}: false")
+        return node.value.lower() in ("true", "yes", "on")
 
     def duration(self, top: dict[str, tuple[Node, Node]], key: str, *, allow_zero: bool) -> float | None:
         if key not in top:
@@ -394,4 +403,7 @@ class _Reader:
             raise self.fail(node, f"{key} {quote_name(node.value)} is not a duration", fix) from None
         if seconds == 0 and not allow_zero:
             raise self.fail(node, f"{key} is zero", f"remove {key}: for no limit, or {fix}")
+        if seconds > LONGEST_WAIT:
+            raise self.fail(node, f"{key} {node.value} is longer than {LONGEST_WAIT_TEXT}, the longest runwrap "
+                            "waits (poll(2) takes at most 24.8 days)", f"write at most {LONGEST_WAIT_TEXT}")
         return seconds

@@ -268,7 +268,7 @@ class _Supervisor:
                       default=None)
         if soonest is None:
             return -1
-        return max(0, int((soonest - time.monotonic()) * 1000) + 1)
+        return max(0, int(min((soonest - time.monotonic()) * 1000, 2**31 - 2)) + 1)  # poll's int ms: <= 24.8d
 
     def _deadlines(self) -> None:
         now = time.monotonic()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runwrap.errors import ProtocolError
@@ -28,6 +28,11 @@ LEASE_END = "lease_end"
 CREDENTIAL = "credential"
 ERROR = "error"
 REVOKE = "revoke"
+# A message too large for one Noise transport message (a kubeconfig or a certificate chain of more
+# than ~64 KB) goes as `{"type": "parts", "length": L}` and then the L bytes of its plaintext, cut
+# into transport messages; the receiver joins them and decodes the whole. At most MAX_ANSWER bytes.
+PARTS = "parts"
+MAX_ANSWER = 512 * 1024
 
 
 def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytearray] | None = None) -> bytes:
@@ -51,6 +56,44 @@ def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytea
     wipe_bytes(out)
     wipe_bytes(buf)
     return result
+
+
+def seal(plaintext: bytes, encrypt: Callable[[bytes], bytes], room: int) -> list[bytes]:
+    """The transport messages that carry `plaintext` (`room`: the most one may hold); wipes the pieces.
+
+    ProtocolError over MAX_ANSWER: callers check `len(plaintext)` first to say so in their own words.
+    """
+    if len(plaintext) <= room:
+        return [encrypt(plaintext)]
+    if len(plaintext) > MAX_ANSWER:
+        raise ProtocolError(f"message too large to send ({len(plaintext)} > {MAX_ANSWER} bytes)")
+    sealed = [encrypt(encode({"type": PARTS, "length": len(plaintext)}))]
+    for start in range(0, len(plaintext), room):
+        piece = plaintext[start : start + room]
+        try:
+            sealed.append(encrypt(piece))
+        finally:
+            wipe_bytes(piece)
+    return sealed
+
+
+def join(length: Any, receive: Callable[[], bytes]) -> bytes:
+    """The whole plaintext announced by a `parts` header of `length`, from `receive`'d pieces."""
+    if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= MAX_ANSWER:
+        raise ProtocolError("a message in parts announces a length runwrap does not take")
+    whole = bytearray()
+    try:
+        while len(whole) < length:
+            piece = receive()
+            try:
+                if len(whole) + len(piece) > length:
+                    raise ProtocolError("a message in parts runs past its announced length")
+                whole += piece
+            finally:
+                wipe_bytes(piece)
+        return bytes(whole)  # decode() wipes this copy
+    finally:
+        wipe_bytes(whole)
 
 
 def decode(plaintext: bytes) -> tuple[dict[str, Any], dict[str, Secret]]:

@@ -1,4 +1,5 @@
-"""Which injected values are masked: secrets, not the identifiers `run --env-all` adds unasked."""
+"""Which injected values are masked: secrets, not the identifiers `run --env-all` adds unasked; their
+hex forms when a profile's `mask_hex: true` or `--mask-hex` asks for them."""
 
 from __future__ import annotations
 
@@ -33,3 +34,27 @@ def test_env_all_with_env_is_refused_before_anything_is_fetched(listener, tmp_pa
     assert result.returncode == 125 and not marker.exists()
     assert result.stderr.startswith("runwrap: --env-all and --env do not combine")
     assert len(listener.audit_events()) == before  # nothing was asked for
+
+
+# alligator5 as `xxd -p` and `od -An -tx1` print it; the child prints both.
+HEX_DUMPS = 'printf %s "$P" | xxd -p; printf %s "$P" | od -An -tx1 -v'
+ALLIGATOR5_HEX = "616c6c696761746f7235"
+
+
+def test_hex_masking_is_reachable_from_a_profile_key_and_the_flags(listener, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("credentials:\n  - domain: github.com\n    env: {P: password}\n")
+    hexed = tmp_path / "hexed.yaml"
+    hexed.write_text(plain.read_text() + "mask_hex: true\n")
+    off = listener.run(str(plain), "--", "sh", "-c", HEX_DUMPS)
+    assert off.stdout.startswith(ALLIGATOR5_HEX + "\n"), off.stdout  # off by default: it costs speed
+    for result in (listener.run(str(hexed), "--", "sh", "-c", HEX_DUMPS),
+                   listener.run(str(plain), "--mask-hex", "--", "sh", "-c", HEX_DUMPS),
+                   listener.run("run", "--domain", "github.com", "--env", "P=password", "--mask-hex", "--",
+                                "sh", "-c", HEX_DUMPS)):
+        assert result.stdout == "***\n ***\n", (result.stdout, result.stderr)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(plain.read_text() + "mask_hex: sometimes\n")
+    check = listener.run("profiles", "check", str(bad), check=False)
+    assert check.returncode == 1 and check.stderr == (f"runwrap: {bad}:4: mask_hex is text"
+                                                      " — write mask_hex: true or mask_hex: false\n"), check.stderr

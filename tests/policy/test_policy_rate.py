@@ -71,3 +71,39 @@ def test_denied_probes_count_and_the_rate_is_per_peer(tmp_path):
         repeats = [running.run("connect", "--domain", "test.com", env=other_env, check=False).returncode
                    for _ in range(4)]
         assert repeats == [0, 0, 0, 0]  # the other peer, one item again and again
+
+
+def test_a_limited_run_waits_for_the_retry_when_that_is_within_its_rate_wait():
+    with RunningListener(args=["--rate", "1/3s"]) as running:
+        running.pair("build", ["*"])
+        channel = open_channel(running.home)
+        try:  # the one different item of the period, taken just before the run asks for another
+            channel.request(Query(domain="github.com"), ["password"]).wipe()
+        finally:
+            channel.close()
+        result = running.run("run", "--domain", "example.com", "--env", "U=username", "--rate-wait", "10s",
+                             "--", "sh", "-c", "echo got-$U", check=False)
+        assert result.returncode == 0 and result.stdout == "got-***\n", result.stderr
+        decisions = [(e["query"], e["decision"]) for e in running.audit_events() if e["event"] == "request"]
+        assert decisions[0] == ({"domain": "github.com"}, "allowed")
+        # Limited first (so it did wait), then served on the same session once the period moved on.
+        asked = [d for q, d in decisions[1:] if q == {"domain": "example.com"}]
+        assert asked[0] == "rate_limited" and asked[-1] == "allowed" and set(asked[1:-1]) <= {"rate_limited"}
+
+
+def test_a_retry_beyond_the_rate_wait_gives_up_at_once_with_one_line_saying_when(tmp_path):
+    with RunningListener(args=["--rate", "1/1m"]) as running:
+        running.pair("build", ["*"])
+        running.run("connect", "--domain", "github.com")
+        profile = tmp_path / "p.yaml"
+        profile.write_text("credentials:\n  - domain: example.com\n    env: {U: username}\n")
+        result = running.run(str(profile), "--rate-wait", "2s", "--", "true", check=False)
+        assert result.returncode == 125, result.stderr
+        assert re.fullmatch(r"runwrap: rate limit of 1 different items per 1m reached for peer build; "
+                            r"retry in \d+\.\ds \(at \d\d:\d\d:\d\d\); waiting that long is more than the "
+                            r"rate wait of 2s \(--rate-wait, RUNWRAP_RATE_WAIT\)\n", result.stderr), result.stderr
+        by_env = running.run("connect", "--domain", "example.com", env={**running.env, "RUNWRAP_RATE_WAIT": "1s"},
+                             check=False)
+        assert by_env.returncode == 4 and "rate wait of 1s" in by_env.stderr, by_env.stderr
+        events = [e["decision"] for e in running.audit_events() if e["event"] == "request"]
+        assert events == ["allowed", "rate_limited", "rate_limited"]  # asked once each: no waiting, no retry

@@ -52,3 +52,10 @@ def test_the_whole_tree_gets_term_so_the_run_takes_the_grace_period_once(procs, 
     assert report.signals() == ["SIGTERM"]  # at the timeout, with the child: once
     assert state(grandchild) is None
     assert elapsed < timeout + grace + 1.5, elapsed  # not timeout + 2 x grace
+
+
+def test_a_timeout_or_grace_past_what_poll_can_wait_is_waited_in_steps_not_an_overflow(procs) -> None:
+    # 30 days and 10**20 s: poll(2) takes int milliseconds (at most 24.8 days); the library half takes
+    # any float, so the supervisor must wake and look again, never die of OverflowError.
+    done = procs.run(["--no-mask", "--timeout", str(30 * 86400), "--kill-grace", "1e20"], ["sh", "-c", "exit 3"])
+    assert done.returncode == 3 and done.stderr == b"", done.stderr

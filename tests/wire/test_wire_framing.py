@@ -72,6 +72,34 @@ def test_a_message_whose_header_and_fields_do_not_fit_is_refused() -> None:
         sender.encrypt(big)
 
 
+def test_a_message_too_large_for_one_noise_message_goes_in_parts_and_joins_whole() -> None:
+    sender, receiver = session_pair()
+    value = bytes(range(256)) * 800  # 204,800 bytes: four transport messages after the `parts` header
+    sealed = messages.seal(messages.encode({"type": messages.CREDENTIAL}, {"notes": Secret(value)}),
+                           sender.encrypt, noise_session.MAX_PLAINTEXT)
+    assert len(sealed) == 5 and all(len(m) <= framing.MAX_FRAME for m in sealed)
+    plain = iter(receiver.decrypt(m) for m in sealed)
+    header, _ = messages.decode(next(plain))
+    head = b'{"type":"credential","blobs":{"notes":[0,204800]}}'
+    assert header == {"type": messages.PARTS, "length": 2 + len(head) + 204_800}
+    full, fields = messages.decode(messages.join(header["length"], lambda: next(plain)))
+    assert full == {"type": messages.CREDENTIAL} and fields["notes"].buffer == value
+    with pytest.raises(ProtocolError, match="too large"):
+        messages.seal(bytes(messages.MAX_ANSWER + 1), sender.encrypt, noise_session.MAX_PLAINTEXT)
+
+
+@pytest.mark.parametrize("length", [0, -1, True, "9", messages.MAX_ANSWER + 1])
+def test_a_parts_header_with_a_length_runwrap_does_not_take_is_refused_before_reading(length: object) -> None:
+    with pytest.raises(ProtocolError, match="announces a length"):
+        messages.join(length, lambda: pytest.fail("read a piece"))
+
+
+def test_parts_that_run_past_their_announced_length_are_refused() -> None:
+    pieces = iter([b"a" * 10, b"b" * 10])
+    with pytest.raises(ProtocolError, match="runs past"):
+        messages.join(15, lambda: next(pieces))
+
+
 @pytest.mark.parametrize("header", [b"\x00\x00", b"\xff\xff", struct.pack(">H", framing.MAX_HANDSHAKE_FRAME + 1)])
 def test_a_bad_length_is_refused_before_the_body_is_read(header: bytes) -> None:
     async def read() -> None:
