@@ -275,6 +275,8 @@ def listen(
         metavar="DUR", help="End leases (running children) older than DUR; their children are stopped.")] = None,
     cache_ttl: Annotated[str | None, typer.Option(
         metavar="DUR", help="Keep looked-up items in memory for DUR.")] = None,
+    watch_interval: Annotated[str, typer.Option(
+        metavar="DUR", help="How often the items of leases that follow changes (on_change) are checked.")] = "30s",
 ) -> None:
     """Serve credentials from a vault to paired consumers."""
     import getpass
@@ -288,7 +290,8 @@ def listen(
         max_lease=_duration("--max-lease", max_lease, positive=True) if max_lease else None,
         tcp=_parsed("--tcp", parse_host_port, tcp) if tcp else None, socket_path=socket, audit_path=audit_log,
         approve_ttl=_duration("--approve-ttl", approve_ttl),
-        approve_timeout=_duration("--approve-timeout", approve_timeout))
+        approve_timeout=_duration("--approve-timeout", approve_timeout),
+        watch_interval=_duration("--watch-interval", watch_interval, positive=True))
     manage.serve(_layout(), provider, _key_values("--provider-option", provider_option), options,
                  cache_ttl=_duration("--cache-ttl", cache_ttl) if cache_ttl else None,
                  prompt=getpass.getpass if sys.stdin.isatty() else None)
