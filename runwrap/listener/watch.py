@@ -156,20 +156,22 @@ class Watcher:
                 continue
             signal, item = result
             items.append(item)
-            before = {served.signal for _, served in groups[key]}
-            changed = False
+            changed, bumped = False, 0
             for session, served in groups[key]:
                 digest = self._digest(item, served.fields)
-                if digest == served.digest:
-                    served.signal = signal
-                else:
+                if digest != served.digest:
                     changes.setdefault(session.state.lease, []).append(_Change(served, item, digest, signal))
                     changed = True
-            if not changed and signal is not None and before - {None, signal}:
+                    continue
+                served.signal = signal
+                if served.credential_id != item.credential_id:  # `path@2` after `path@1`: a version
+                    served.credential_id = item.credential_id
+                    bumped += 1
+            if bumped and not changed:
                 with contextlib.suppress(AuditError):
-                    self.audit.write("watch_unchanged", query=groups[key][0][1].query.to_wire(),
-                                     leases=len(groups[key]), decision="unchanged",
-                                     reason="the vault has a new version with the same data; nothing is pushed")
+                    self.audit.write("watch_unchanged", query=groups[key][0][1].query.to_wire(), leases=bumped,
+                                     credential_id=item.credential_id, decision="unchanged",
+                                     reason="a new version with the same data; nothing is pushed")
         try:
             if changes:
                 with contextlib.suppress(RunwrapError):
