@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import secrets
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ class _Session:
     watch: bool = False
     seq: int = 0  # the last CHANGED sent
     superseded: dict[int, list[Lease]] = field(default_factory=dict)  # CHANGED seq -> the leases it replaced
+    acked: set[int] = field(default_factory=set)  # the seqs a ROTATED confirmed
 
 
 @dataclass(kw_only=True, eq=False)
@@ -115,8 +117,9 @@ class Watcher:
     def rotated(self, state: LeaseState, seq: int | None) -> None:
         """ROTATED(seq): no child of the consumer holds what CHANGED `seq` replaced any more."""
         session = self._sessions.get(state.lease)
-        if session is None or seq is None or not 0 < seq <= session.seq:
+        if session is None or seq is None or not 0 < seq <= session.seq or seq in session.acked:
             return
+        session.acked.add(seq)
         with contextlib.suppress(AuditError):
             self.audit.write("rotated", peer=state.peer, peer_fp=state.fp, lease=state.lease, seq=seq)
         for lease in session.superseded.pop(seq, []):
@@ -126,15 +129,16 @@ class Watcher:
         """The session is over; its dynamic leases (old and new) are DynamicLeases.release's."""
         self._sessions.pop(state.lease, None)
 
-    def watched(self) -> int:
-        return sum(len(s.served) for s in self._sessions.values() if s.watch)
-
     # ---- the loop ----
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # a bug must not stop the watching for good, nor show a value
+                print(f"runwrap: internal error in the watcher ({type(exc).__name__}); it goes on",
+                      file=sys.stderr, flush=True)
 
     async def tick(self) -> None:
         """Look every watched query up once and push what changed, session by session."""
