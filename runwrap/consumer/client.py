@@ -106,8 +106,12 @@ class Channel:
         return Credential(values, available=names,
                           ttl=float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None)
 
-    def hold(self, provenance: Claim | None = None) -> HeldLease:
-        self._send({"type": messages.HOLD, "provenance": dict(provenance or {})})
+    def hold(self, provenance: Claim | None = None, *, watch: bool = False) -> HeldLease:
+        """Keep the session as the lease; `watch`: the consumer follows changes (on_change is not none)."""
+        header: dict[str, Any] = {"type": messages.HOLD, "provenance": dict(provenance or {})}
+        if watch:
+            header["watch"] = True
+        self._send(header)
         return HeldLease(self)
 
     def close(self) -> None:

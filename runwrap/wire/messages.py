@@ -28,6 +28,8 @@ LEASE_END = "lease_end"
 CREDENTIAL = "credential"
 ERROR = "error"
 REVOKE = "revoke"
+CHANGED = "changed"    # listener -> consumer, only on a held session
+ROTATED = "rotated"    # consumer -> listener: no running child holds the superseded values any more
 
 
 def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytearray] | None = None) -> bytes:
