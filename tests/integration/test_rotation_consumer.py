@@ -37,7 +37,7 @@ on_change: {mode}
 
 # Each start records its pid, its API_TOKEN and the file; a HUP makes it record the file again.
 CHILD = """\
-trap 'cat "$PGPASS" > "$0/hup.$$"' HUP
+trap 'cat "$PGPASS" >> "$0/hup.$$"' HUP
 printf %s "$API_TOKEN" > "$0/token.$$"
 cat "$PGPASS" > "$0/file.$$"
 echo "token $API_TOKEN file $(cat "$PGPASS")"
@@ -125,8 +125,9 @@ def test_signal_rewrites_the_file_then_sends_hup_once(side: Side) -> None:
     wait_for(lambda: {"rotated": 1} in side.log(), what="ROTATED 1")
     side.set_items("pg-secret-two", "api-token-two")  # the environment only: the child cannot get it
     side.push()
+    wait_for(lambda: side.records("hup")[0].count(b"\n") == 2, what="the second HUP")
     consumer.send_signal(signal.SIGTERM)
-    out, err = consumer.communicate(timeout=10)
+    _, err = consumer.communicate(timeout=10)
     assert b"API_TOKEN changed, but a running process's environment cannot" in err
     assert {"rotated": 2} not in side.log()
     assert len(side.records("file")) == 1  # never restarted
