@@ -3,9 +3,12 @@ bounded, masked, wiped, acknowledged — with real children and the FIFO test le
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import struct
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -58,8 +61,11 @@ class Rig:
 
 def test_restart_stops_the_tree_and_starts_the_command_with_the_new_value(procs, tmp_path: Path) -> None:
     rig = Rig(procs, tmp_path)
-    # The child leaves a grandchild too: the whole tree goes before the next child starts.
-    script = f'sleep 1000 & printf %s "$!" > "$0/grandchild.$$"; {RECORD}'
+    # The first child leaves a grandchild that takes a moment to end on TERM: the whole tree is gone
+    # before the next child starts (which records whether it saw the grandchild's last word).
+    grandchild = 'trap "sleep 0.3; touch $0/gone; exit 0" TERM; while :; do sleep 0.05; done'
+    script = (f'if [ -e "$0"/start.* ]; then [ -e "$0/gone" ] && touch "$0/saw-gone"; {RECORD}; fi; '
+              f'sh -c \'{grandchild}\' "$0" & printf %s "$!" > "$0/grandchild.$$"; {RECORD}')
     driver = rig.start(["--no-mask", "--secret", f"TOKEN={tmp_path / 'old'}", "--on-change", "restart"],
                        ["sh", "-c", script, str(rig.out)])
     [(first, token)] = wait_for(lambda: rig.starts() if rig.starts() and rig.starts()[0][1] else None,
@@ -71,11 +77,12 @@ def test_restart_stops_the_tree_and_starts_the_command_with_the_new_value(procs,
     _, token = rig.starts()[1]
     assert token == NEW
     assert state(first) is None and state(grandchild) is None  # never two trees at once
+    assert (rig.out / "saw-gone").exists()
     assert rig.rotated() == [1]
     assert driver.poll() is None
     os.kill(driver.pid, signal.SIGTERM)  # after a restart, TERM still ends the run by the child's death
     assert driver.wait(timeout=10) == -signal.SIGTERM
-    assert driver.stderr.read() == b""
+    assert b"runwrap:" not in driver.stderr.read()  # (sh may say its sleep was Terminated)
 
 
 def test_old_and_new_values_are_masked_after_a_restart(procs, tmp_path: Path) -> None:
@@ -187,6 +194,22 @@ def test_term_during_a_restart_ends_the_run_by_the_childs_signal(procs, tmp_path
     assert rig.rotated() == []
 
 
+def test_term_while_the_stopped_childs_descendants_end_ends_the_run(procs, tmp_path: Path) -> None:
+    rig = Rig(procs, tmp_path)
+    # The child dies of TERM at once; its grandchild takes a while, and runwrap gets TERM meanwhile.
+    grandchild = 'trap "touch $0/stopping; sleep 0.5; exit 0" TERM; while :; do sleep 0.05; done'
+    script = f'sh -c \'{grandchild}\' "$0" & {RECORD}'
+    driver = rig.start(["--no-mask", "--secret", f"TOKEN={tmp_path / 'old'}", "--on-change", "restart"],
+                       ["sh", "-c", script, str(rig.out)])
+    wait_for(lambda: rig.starts(), what="the first child")
+    rig.push(f"TOKEN={tmp_path / 'new'}")
+    wait_for(lambda: (rig.out / "stopping").exists(), what="the restart to begin")
+    os.kill(driver.pid, signal.SIGTERM)
+    assert driver.wait(timeout=10) == -signal.SIGTERM  # the child's own death
+    assert len(rig.starts()) == 1
+    assert rig.rotated() == []
+
+
 def test_the_timeout_counts_from_the_start_not_from_the_restart(procs, tmp_path: Path) -> None:
     rig = Rig(procs, tmp_path)
     started = time.monotonic()
@@ -262,11 +285,27 @@ def test_exit_mode_stops_the_child_and_exits_125(procs, tmp_path: Path) -> None:
     assert rig.rotated() == []
 
 
+def unread(fifo: Path) -> int:
+    """How many bytes wait in the FIFO, read by no one yet (FIONREAD takes none of them)."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+    finally:
+        os.close(fd)
+
+
 def test_none_keeps_the_old_values(procs, tmp_path: Path) -> None:
     rig = Rig(procs, tmp_path)
-    driver = rig.start(["--no-mask", "--secret", f"TOKEN={tmp_path / 'old'}"], ["sh", "-c", RECORD, str(rig.out)])
-    wait_for(lambda: rig.starts(), what="the child")
-    rig.push(f"TOKEN={tmp_path / 'new'}", then="peer revoked")  # the revocation shows the change was read
-    assert driver.wait(timeout=10) == 125
+    script = f'printf %s "$TOKEN" > "$0/start.$$"; exec {PYTHON} {REPORTER[1]} "$0/report" --trap USR1 --exit-on TERM'
+    driver = rig.start(["--no-mask", "--secret", f"TOKEN={tmp_path / 'old'}"], ["sh", "-c", script, str(rig.out)])
+    report = rig.out / "report"
+    wait_for(lambda: report.exists() and report.read_text(), what="the child")
+    rig.push(f"TOKEN={tmp_path / 'new'}")
+    wait_for(lambda: unread(rig.lease / "revoke") == 0, what="the change to be read")
+    os.kill(driver.pid, signal.SIGUSR1)
+    wait_for(lambda: "signal SIGUSR1" in report.read_text(), what="the USR1")
+    os.kill(driver.pid, signal.SIGTERM)
+    assert driver.wait(timeout=10) == 0
+    assert report.read_text().splitlines()[1:] == ["signal SIGUSR1", "signal SIGTERM"]  # nothing else came
     assert [token for _, token in rig.starts()] == [OLD]
     assert rig.rotated() == []
