@@ -156,6 +156,8 @@ def run(
     connection: Annotated[str | None, typer.Option(metavar="NAME", help="The paired listener to ask.")] = None,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Do not mask output.")] = False,
     timeout: Annotated[str | None, typer.Option(metavar="DUR", help="End the command after DUR (exit 124).")] = None,
+    on_change: Annotated[str, typer.Option("--on-change", metavar="MODE", help="When the item changes while CMD "
+                                           "runs: restart, signal:NAME, exit or none.")] = "none",
 ) -> None:
     """Run CMD with one item's fields as variables (aac's flags): runwrap run --domain D --env VAR=FIELD -- CMD"""
     from runwrap import run as launch
@@ -168,7 +170,7 @@ def run(
     args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
                           keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
                           timeout=_duration("--timeout", timeout) if timeout else None, command=command,
-                          files=list(file or []))
+                          files=list(file or []), on_change=on_change)
     raise typer.Exit(launch.exec_run(args))
 
 

@@ -110,6 +110,7 @@ def get(cache: Path, info: os.stat_result, path: Path) -> Profile | None:
             mask=bool(data["mask"]),
             timeout=data["timeout"],
             kill_grace=data["kill_grace"],
+            on_change=str(data["on_change"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -150,6 +151,7 @@ def put(cache: Path, info: os.stat_result, profile: Profile) -> None:
             "mask": profile.mask,
             "timeout": profile.timeout,
             "kill_grace": profile.kill_grace,
+            "on_change": profile.on_change,
         },
     }
     target = _cache_file(cache, key)
