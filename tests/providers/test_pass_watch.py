@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runwrap.credential import Query
-from runwrap.testing.listener import RunningListener
+from runwrap.testing.listener import RunningListener, runwrap_executable
 from tests.helpers.watching import Watching
 from tests.polling import wait_for
 from tests.providers import test_pass_provider as kit
@@ -72,3 +73,28 @@ def test_the_same_text_inserted_again_pushes_nothing(listener: RunningListener, 
         insert(*store, "example.org", "pw-example-2\n")
         pushed = watching.next(INTERVAL + 2)
         assert pushed is not None and pushed.values == {"0/password": "pw-example-2"}
+
+
+def test_pass_insert_restarts_a_runwrap_run_child_with_the_new_value(listener: RunningListener,
+                                                                     store: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    insert(*store, "web/rot.example", "pw-a\n")
+    child = f'printf "%s\\n" "$V" >> {seen}; exec sleep 600'
+    proc = subprocess.Popen([runwrap_executable(), "run", "--domain", "rot.example", "--env", "V=password",
+                             "--on-change", "restart", "--", "sh", "-c", child],
+                            env=listener.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    lines = lambda: seen.read_text().splitlines() if seen.exists() else []  # noqa: E731
+    try:
+        wait_for(lambda: lines() == ["pw-a"], 15, "the first child")
+        insert(*store, "web/rot.example", "pw-a\n")  # the same secret again: no restart
+        until = time.monotonic() + INTERVAL * 2.5
+        wait_for(lambda: lines() != ["pw-a"] or time.monotonic() > until, 10, "two ticks")
+        assert lines() == ["pw-a"]
+        insert(*store, "web/rot.example", "pw-b\n")
+        wait_for(lambda: lines() == ["pw-a", "pw-b"], INTERVAL + 2, lambda: f"the restart: {lines()}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
