@@ -309,3 +309,27 @@ def test_none_keeps_the_old_values(procs, tmp_path: Path) -> None:
     assert report.read_text().splitlines()[1:] == ["signal SIGUSR1", "signal SIGTERM"]  # nothing else came
     assert [token for _, token in rig.starts()] == [OLD]
     assert rig.rotated() == []
+
+
+def test_a_restart_in_pty_mode_keeps_the_terminal(procs, tmp_path: Path) -> None:
+    from .test_terminal import Tmux  # the tmux harness of the terminal tests
+
+    tmux = Tmux(procs, tmp_path)
+    try:
+        rig = Rig(procs, tmp_path)
+        (tmp_path / "secret").write_bytes(OLD)
+        # Each start says its terminal and prints its TOKEN (masked), then waits for a key.
+        script = ('printf %s "$TOKEN" > "$0/start.$$"; echo "tty=$(tty) pgid=$(ps -o pgid= $$) token=$TOKEN";'
+                  ' read line; echo "got $line"')
+        tmux.type(f"rw --secret TOKEN=secret --lease {rig.lease} --on-change restart -- sh -c '{script}' {rig.out}")
+        tmux.wait("token=***")
+        rig.push(f"TOKEN={tmp_path / 'new'}")
+        screen = tmux.wait("token=***", count=2)
+        assert OLD.decode() not in screen and NEW.decode() not in screen
+        assert screen.count("tty=/dev/pts/") == 2  # the new child has the pty as its terminal too
+        tmux.type("hello")  # typed keys reach the new child
+        tmux.wait("got hello")
+        tmux.prompt()
+        assert [token for _, token in rig.starts()] == [OLD, NEW]
+    finally:
+        tmux.close()
