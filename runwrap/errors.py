@@ -161,6 +161,12 @@ class ProtocolError(RunwrapError):
     code = "protocol"
 
 
+class CredentialsChanged(RunwrapError):
+    """The credentials changed while the child ran and runwrap stopped it: the profile says
+    on_change: exit, the new values cannot be used, or restarts came faster than on_change: restart
+    allows (docs/rotation.md). Run again for the new values, or find out why they change so often."""
+
+
 class LeaseRevoked(RunwrapError):
     """The listener ended this lease (the peer was revoked, or the maximum lease length passed) and
     the child was stopped. Ask the listener's owner why, or run again for a new lease."""
@@ -201,6 +207,7 @@ STATUSES: dict[type, tuple[int, int, int]] = {
     ProviderError: (EXIT_RUNWRAP, 1, 1),
     LeaseExhausted: (EXIT_RUNWRAP, 1, 1),
     LeaseRevoked: (EXIT_RUNWRAP, 1, 1),
+    CredentialsChanged: (EXIT_RUNWRAP, 1, 1),
     CannotExecute: (EXIT_CANNOT_EXECUTE, 1, 1),
     CommandNotFound: (EXIT_NOT_FOUND, 1, 1),
 }

@@ -22,9 +22,13 @@ from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
 
 if TYPE_CHECKING:
-    from runwrap.consumer.client import Channel, Claim
+    from runwrap.consumer.client import Changed, Channel, Claim, HeldLease
     from runwrap.credential import Credential
+    from runwrap.supervise.launch import OnChange, Revoked, Update
     from runwrap.supervise.memfile import FileSet
+
+# One credential entry's values in the child: its variables, and the values inside its files (masked).
+Share = tuple[dict[str, Secret], list[Secret]]
 
 # The fields that name an item rather than open it. `run --env-all` injects every field without the
 # user naming one, so these are not masked there: masking `github.com` garbles every URL and host
@@ -65,6 +69,7 @@ class RunArgs(Record):
         "keep_env",
         "mask",
         "mask_hex",
+        "on_change",
         "prefix",
         "rate_wait",
         "timeout",
@@ -74,7 +79,7 @@ class RunArgs(Record):
                  env_all: bool = False, prefix: str = "AAC_", keep_env: list[str] | None = None,
                  connection: str | None = None, mask: bool = True, timeout: float | None = None,
                  command: list[str] | None = None, files: list[str] | None = None, rate_wait: float | None = None,
-                 mask_hex: bool = False) -> None:
+                 mask_hex: bool = False, on_change: str = "none") -> None:
         self.domain = domain
         self.id = id
         self.env = [] if env is None else env
@@ -88,6 +93,7 @@ class RunArgs(Record):
         self.files = [] if files is None else files  # --file VAR=FIELD
         self.rate_wait = rate_wait
         self.mask_hex = mask_hex
+        self.on_change = on_change  # --on-change, as the profile key
 
 
 class Request(FrozenRecord):
@@ -137,25 +143,25 @@ def resolve(request: Request, command: Sequence[str], parent: Mapping[str, str])
 
 
 def fetch_env(channel: Channel, request: Request, parent: Mapping[str, str], claim: Claim,
-              files: FileSet | None = None) -> tuple[dict[str, str | Secret], tuple[Secret, ...]]:
+              files: FileSet | None = None, shares: list[Share] | None = None
+              ) -> tuple[dict[str, str | Secret], tuple[Secret, ...]]:
     """The child's environment with the request's credentials in it, and those secrets (to wipe).
 
     The request's `files:` are made into `files`, their variables set to their paths; the values
     inside them are among the secrets returned, so they are masked and wiped like the others.
     Without `files` (`Client.env`, which hands back variables only) a request with files is refused.
+    `shares` gets each entry's values, in order, for a change to replace some of them (`Following`).
     """
     from runwrap.consumer.client import fetch
 
     if files is None and any(spec.files for spec in request.credentials):
         raise UsageError(f"{request.source} has files:, which only `runwrap PROFILE -- cmd` can make"
                          " — run the command through runwrap instead")
-    contents: dict[str, tuple[FileSpec, Secret]] = {}
-    inside: list[Secret] = []  # the values in the files, for the mask
+    contents: dict[str, Secret] = {}
+    inside: list[list[Secret]] = []  # the values in each entry's files, for the mask
 
     def take(spec: CredentialSpec, cred: Credential) -> None:
-        for var, file in spec.files.items():
-            contents[var] = (file, _content(request.source, spec, var, file, cred))
-        inside.extend(Secret(cred[name].buffer) for name in {n for f in spec.files.values() for n in f.fields})
+        inside.append(_file_share(request.source, spec, cred, contents))
 
     injected: dict[str, Secret] = {}
     try:
@@ -163,14 +169,25 @@ def fetch_env(channel: Channel, request: Request, parent: Mapping[str, str], cla
                          on_item=take)
         env = environment.build(parent, request.inherit, request.set, injected)
         if files is not None:
-            for var, (file, content) in contents.items():
-                env[var] = files.add(var, content, file.mode, path=file.path).path
-                content.wipe()  # it lives in the file now
-        return env, (*injected.values(), *inside)
+            for spec in request.credentials:
+                for var, file in spec.files.items():
+                    env[var] = files.add(var, contents[var], file.mode, path=file.path).path
+                    contents[var].wipe()  # it lives in the file now
+        if shares is not None:
+            shares.extend(({var: injected[var] for var in spec.env if var in injected}, values)
+                          for spec, values in zip(request.credentials, inside, strict=True))
+        return env, (*injected.values(), *(value for values in inside for value in values))
     except BaseException:
-        for value in (*injected.values(), *inside, *(content for _, content in contents.values())):
+        for value in (*injected.values(), *(v for values in inside for v in values), *contents.values()):
             value.wipe()
         raise
+
+
+def _file_share(source: str, spec: CredentialSpec, cred: Credential, contents: dict[str, Secret]) -> list[Secret]:
+    """What one entry's files hold, into `contents` (by variable); the values inside them, to mask."""
+    for var, file in spec.files.items():
+        contents[var] = _content(source, spec, var, file, cred)
+    return [Secret(cred[name].buffer) for name in sorted({n for f in spec.files.values() for n in f.fields})]
 
 
 def _content(source: str, spec: CredentialSpec, var: str, file: FileSpec, cred: Credential) -> Secret:
@@ -208,7 +225,8 @@ def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> in
     return launch(request, args.command, parent, connection=args.connection or profile.connection,
                   mask=profile.mask if args.mask is None else args.mask,
                   timeout=args.timeout if args.timeout is not None else profile.timeout,
-                  kill_grace=profile.kill_grace, rate_wait=args.rate_wait, mask_hex=args.mask_hex or profile.mask_hex)
+                  kill_grace=profile.kill_grace, rate_wait=args.rate_wait, mask_hex=args.mask_hex or profile.mask_hex,
+                  on_change=profile.on_change)
 
 
 def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
@@ -236,11 +254,26 @@ def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
         raise UsageError("name the variables: --env VAR=FIELD (repeatable) or --env-all [--prefix AAC_]"
                          " or --file VAR=FIELD")
     files = parse_file_flags(args.files, mapping)
+    on_change = parse_on_change_flag(args.on_change, files)
     request = Request((CredentialSpec(query=query, env=mapping, line=0, files=files),), source="<command line>",
                       inherit=(*environment.DEFAULT_INHERIT, *args.keep_env), optional_fields=args.env_all)
     return launch(request, args.command, parent, connection=args.connection, mask=args.mask,
                   timeout=args.timeout, kill_grace=None, unmasked=unmasked, rate_wait=args.rate_wait,
-                  mask_hex=args.mask_hex)
+                  mask_hex=args.mask_hex, on_change=on_change)
+
+
+def parse_on_change_flag(flag: str, files: Mapping[str, FileSpec]) -> str:
+    """`--on-change MODE` as the profile key reads it; UsageError for a bad one."""
+    from runwrap.profile.model import parse_on_change
+
+    try:
+        mode = parse_on_change(flag)
+    except ValueError as exc:
+        raise UsageError(f"--on-change: {exc}") from None
+    if mode.startswith("signal:") and not files:
+        raise UsageError(f"--on-change {mode} needs --file: a running process's environment cannot be changed,"
+                         " so only a file can show it a new value — add --file VAR=FIELD, or use restart")
+    return mode
 
 
 def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str, FileSpec]:
@@ -267,12 +300,13 @@ def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str
 
 def launch(request: Request, command: list[str], parent: Mapping[str, str], *, connection: str | None,
            mask: bool, timeout: float | None, kill_grace: float | None, unmasked: Collection[str] = (),
-           rate_wait: float | None = None, mask_hex: bool = False) -> int:
+           rate_wait: float | None = None, mask_hex: bool = False, on_change: str = "none") -> int:
     """Resolve the command, fetch, hold the lease, and supervise the child; its exit status.
 
     In this order, so a missing command never fetches a secret and a failed fetch never starts a
     child; whatever was fetched is wiped on every way out. Every injected value is masked except
-    the variables named in `unmasked` (identifiers, see IDENTIFIERS); all are wiped.
+    the variables named in `unmasked` (identifiers, see IDENTIFIERS); all are wiped. `on_change`
+    (parse_on_change's form): what a change pushed by the listener does (docs/rotation.md).
     """
     from runwrap.consumer.client import Endpoint
     from runwrap.consumer.client import rate_wait as pick_rate_wait
@@ -286,12 +320,14 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     channel.rate_wait = wait
     secrets: tuple[Secret, ...] = ()
     files = FileSet(parent)
+    shares: list[Share] = []
     try:
         if any(file.path for spec in request.credentials for file in spec.files.values()):
             files.make_folder()
         claim = claim_for(command[0], request)
-        env, secrets = fetch_env(channel, request, parent, claim, files)
-        lease = channel.hold(claim)
+        env, secrets = fetch_env(channel, request, parent, claim, files, shares)
+        lease = Following(channel.hold(claim, watch=on_change != "none"), request, parent, files, shares,
+                          watch=on_change != "none", unmasked=unmasked)
     except BaseException:
         for value in secrets:
             value.wipe()
@@ -304,9 +340,88 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     try:
         return supervisor.run(supervisor.Launch(
             argv=child.argv, env=child.env, secrets=masked, mask=mask, mask_hex=mask_hex, timeout=timeout,
-            kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease, files=files))
+            kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease, files=files,
+            on_change=_policy(on_change)))
     finally:
         files.remove()  # the supervisor removes them once the child's tree is gone; this is for its errors
+
+
+def _policy(on_change: str) -> OnChange:
+    import signal
+
+    from runwrap.supervise.launch import OnChange
+
+    mode, _, name = on_change.partition(":")
+    return OnChange(mode, signal.Signals[f"SIG{name}"] if name else None)
+
+
+class Following:
+    """The held lease as the supervisor polls it: a change the listener pushes becomes the next
+    child's values (`Update`), through the functions of the first fetch (`client.variables`,
+    `_file_share`, `environment.build`), the entries it does not name copied as they are."""
+
+    def __init__(self, held: HeldLease, request: Request, parent: Mapping[str, str], files: FileSet,
+                 shares: list[Share], *, watch: bool, unmasked: Collection[str] = ()) -> None:
+        self.held = held
+        self.request = request
+        self.parent = parent
+        self.paths = {made.name: made.path for made in files.files}  # a file keeps its path
+        self.shares = shares  # the latest values given to the supervisor, by entry
+        self.watch = watch  # on_change is not none (else a change is dropped, as the listener was told)
+        self.unmasked = unmasked
+
+    def fileno(self) -> int:
+        return self.held.fileno()
+
+    def rotated(self, seq: int) -> None:
+        self.held.rotated(seq)
+
+    def end(self, exit_status: int, duration_ms: int) -> None:
+        self.held.end(exit_status, duration_ms)
+
+    def poll(self) -> Revoked | Update | None:
+        from runwrap.consumer.client import Changed, Revoked
+        from runwrap.supervise import launch
+
+        event = self.held.poll()
+        if isinstance(event, Revoked):
+            return launch.Revoked(event.reason)
+        if not isinstance(event, Changed):
+            return None
+        try:
+            return self._update(event) if self.watch else None
+        finally:
+            event.wipe()
+
+    def _update(self, changed: Changed) -> Update:
+        from runwrap.consumer.client import variables
+        from runwrap.supervise.launch import Update
+
+        request = self.request
+        shares: list[Share] = []
+        contents: dict[str, Secret] = {}
+        try:
+            for index, spec in enumerate(request.credentials):
+                cred = changed.credentials.get(index)
+                if cred is None:
+                    names, inside = self.shares[index]
+                    shares.append(({var: Secret(v.buffer) for var, v in names.items()},
+                                   [Secret(v.buffer) for v in inside]))
+                else:
+                    shares.append((variables(spec, cred, request.source, optional=request.optional_fields),
+                                   _file_share(request.source, spec, cred, contents)))
+            injected = {var: value for names, _ in shares for var, value in names.items()}
+            env = environment.build(self.parent, request.inherit, request.set, injected)
+        except RunwrapError as exc:
+            for value in (*contents.values(), *(v for names, inside in shares for v in (*names.values(), *inside))):
+                value.wipe()
+            return Update(changed.seq, error=exc.message)
+        env.update(self.paths)
+        differ = tuple(var for (old, _), (new, _) in zip(self.shares, shares, strict=True)
+                       for var in sorted(old.keys() | new.keys()) if old.get(var) != new.get(var))
+        self.shares = shares
+        masked = [value for var, value in injected.items() if var not in self.unmasked]
+        return Update(changed.seq, env, (*masked, *(v for _, inside in shares for v in inside)), contents, differ)
 
 
 def _dry_run(profile: Profile, request: Request, command: list[str], parent: Mapping[str, str]) -> int:

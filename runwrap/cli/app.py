@@ -14,13 +14,13 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer._click.exceptions import UsageError as TyperUsageError
 
-from runwrap.cli import complete
+from runwrap.cli import complete, tables
 from runwrap.cli.profiles import profiles_app
 from runwrap.cli.tables import echo_table as _table
 from runwrap.errors import CONNECT, EXEC, OTHER, RunwrapError, UsageError, report, status
@@ -165,6 +165,8 @@ def run(
     timeout: Annotated[str | None, typer.Option(metavar="DUR", help="End the command after DUR (exit 124).")] = None,
     rate_wait: Annotated[str | None, typer.Option(metavar="DUR", help="Wait up to DUR when rate limited "
                                                   "(default RUNWRAP_RATE_WAIT, else 5s).")] = None,
+    on_change: Annotated[str, typer.Option("--on-change", metavar="MODE", help="When the item changes while CMD "
+                                           "runs: restart, signal:NAME, exit or none.")] = "none",
 ) -> None:
     """Run CMD with one item's fields as variables (aac's flags): runwrap run --domain D --env VAR=FIELD -- CMD"""
     from runwrap import run as launch
@@ -178,7 +180,7 @@ def run(
     args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
                           keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
                           timeout=_duration("--timeout", timeout, bounded=True) if timeout else None,
-                          command=command, files=list(file or []), mask_hex=mask_hex,
+                          command=command, files=list(file or []), mask_hex=mask_hex, on_change=on_change,
                           rate_wait=_parsed("--rate-wait", parse_rate_wait, rate_wait) if rate_wait else None)
     raise typer.Exit(launch.exec_run(args))
 
@@ -239,18 +241,7 @@ def pair(
 @connections_app.command("list")
 def connections_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
     """The paired listeners."""
-    from runwrap.consumer.connections import Connections
-    from runwrap.wire.identity import fingerprint
-
-    conns = Connections(_layout().connections)
-    listed = list(conns.by_name.values())
-    if output == Output.json:
-        typer.echo(json.dumps([{"name": c.name, "address": c.address, "fingerprint": fingerprint(c.public_bytes),
-                                "paired_at": c.paired_at, "default": c.name == conns.default} for c in listed]))
-        return
-    _table(["NAME", "ADDRESS", "LISTENER KEY", "PAIRED"],
-           [[c.name + (" *" if c.name == conns.default else ""), c.address, fingerprint(c.public_bytes),
-             c.paired_at] for c in listed], empty="no connections; pair with `runwrap pair CODE`")
+    tables.show_connections(_layout(), as_json=output == Output.json)
 
 
 @connections_app.command("remove")
@@ -289,6 +280,8 @@ def listen(
         metavar="DUR", help="End leases (running children) older than DUR; their children are stopped.")] = None,
     cache_ttl: Annotated[str | None, typer.Option(
         metavar="DUR", help="Keep looked-up items in memory for DUR.")] = None,
+    watch_interval: Annotated[str, typer.Option(
+        metavar="DUR", help="How often the items of leases that follow changes (on_change) are checked.")] = "30s",
 ) -> None:
     """Serve credentials from a vault to paired consumers."""
     import getpass
@@ -302,7 +295,8 @@ def listen(
         max_lease=_duration("--max-lease", max_lease, positive=True) if max_lease else None,
         tcp=_parsed("--tcp", parse_host_port, tcp) if tcp else None, socket_path=socket, audit_path=audit_log,
         approve_ttl=_duration("--approve-ttl", approve_ttl),
-        approve_timeout=_duration("--approve-timeout", approve_timeout))
+        approve_timeout=_duration("--approve-timeout", approve_timeout),
+        watch_interval=_duration("--watch-interval", watch_interval, positive=True))
     manage.serve(_layout(), provider, _key_values("--provider-option", provider_option), options,
                  cache_ttl=_duration("--cache-ttl", cache_ttl) if cache_ttl else None,
                  prompt=getpass.getpass if sys.stdin.isatty() else None)
@@ -350,29 +344,7 @@ def invite(
 @peers_app.command("list")
 def peers_list(output: Annotated[Output, typer.Option()] = Output.text, socket: SocketOption = None) -> None:
     """The paired consumers, their keys and scopes, and their running leases if the listener runs."""
-    from runwrap.listener import manage
-    from runwrap.listener.peers import Peers
-    from runwrap.wire.identity import fingerprint
-
-    lay = _layout()
-    try:
-        leases: dict[str, int] | None = manage.status(lay, socket_path=socket).leases
-    except RunwrapError:
-        if socket is not None:
-            raise  # the listener named was not reached: say so rather than show the files as its state
-        leases = None
-    peers = Peers(lay.peers)
-    rows: list[dict[str, Any]] = [{"name": p.name, "fingerprint": fingerprint(p.public_bytes), "scope": p.scope,
-                                   "paired_at": p.paired_at, "revoked": p.revoked,
-                                   "leases": None if leases is None else leases.get(p.name, 0)}
-                                  for p in peers.by_name.values()]
-    if output == Output.json:
-        typer.echo(json.dumps(rows))
-        return
-    _table(["NAME", "KEY", "SCOPE", "PAIRED", "STATE", "LEASES"],
-           [[r["name"], r["fingerprint"], " ".join(r["scope"]), r["paired_at"],
-             "revoked" if r["revoked"] else "active", "-" if r["leases"] is None else str(r["leases"])]
-            for r in rows], empty="no peers")
+    tables.show_peers(_layout(), socket, as_json=output == Output.json)
 
 
 @peers_app.command("revoke")

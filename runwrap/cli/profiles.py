@@ -56,6 +56,7 @@ def profiles_show(name: Annotated[str, typer.Argument(metavar="NAME", hidden=Tru
         typer.echo(f"timeout: {prof.timeout:g}s")
     if prof.kill_grace is not None:
         typer.echo(f"kill_grace: {prof.kill_grace:g}s")
+    typer.echo(f"on_change: {prof.on_change}")
 
 
 @profiles_app.command("check")

@@ -132,16 +132,47 @@ class Channel:
         return Credential(values, available=names,
                           ttl=float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None)
 
-    def hold(self, provenance: Claim | None = None) -> HeldLease:
-        self._send({"type": messages.HOLD, "provenance": dict(provenance or {})})
+    def hold(self, provenance: Claim | None = None, *, watch: bool = False) -> HeldLease:
+        """Keep the session as the lease; `watch`: the consumer follows changes (on_change is not none)."""
+        header: dict[str, Any] = {"type": messages.HOLD, "provenance": dict(provenance or {})}
+        if watch:
+            header["watch"] = True
+        self._send(header)
         return HeldLease(self)
 
     def close(self) -> None:
         self.sock.close()
 
 
+class Revoked:
+    """The listener ended the lease: `reason` says why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Changed:
+    """The listener pushed new values (CHANGED `seq`): request index on this session -> its credential."""
+
+    __slots__ = ("credentials", "seq")
+
+    def __init__(self, seq: int, credentials: dict[int, Credential]) -> None:
+        self.seq = seq
+        self.credentials = credentials
+
+    def wipe(self) -> None:
+        for cred in self.credentials.values():
+            cred.wipe()
+
+    def __repr__(self) -> str:
+        return f"Changed(seq={self.seq}, requests={sorted(self.credentials)})"
+
+
 class HeldLease:
-    """The supervisor's view of a lease: poll it for revocation, report the child's end."""
+    """The supervisor's view of a lease: poll it for a revocation or a change, acknowledge a change
+    once applied, report the child's end."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
@@ -151,35 +182,88 @@ class HeldLease:
     def fileno(self) -> int:
         return -1 if self.closed else self.channel.sock.fileno()
 
-    def poll_revoked(self) -> str | None:
-        """A reason if the listener ended the lease; a lost listener just stops being polled."""
+    def poll(self) -> Revoked | Changed | None:
+        """What the listener sent; a lost listener (or a message out of protocol) just stops being polled."""
         sock = self.channel.sock
         try:
             sock.setblocking(True)
-            header, _ = self.channel._receive(time.monotonic() + 2.0)
+            header, values = self.channel._receive(time.monotonic() + 2.0)
         except RunwrapError:
             self.closed = True
             return None
         finally:
             if not self.closed:
                 sock.setblocking(False)
-        if header.get("type") == messages.REVOKE:
+        kind = header.get("type")
+        if kind == messages.REVOKE:
             self.closed = True
-            return str(header.get("reason") or "revoked")
+            return Revoked(str(header.get("reason") or "revoked"))
+        if kind == messages.CHANGED:
+            try:
+                return changed_of(header, values)
+            except ProtocolError:
+                self.closed = True
+        for value in values.values():
+            value.wipe()
         return None
 
+    def poll_revoked(self) -> str | None:
+        """A reason if the listener ended the lease (a change is dropped: see `poll`)."""
+        event = self.poll()
+        if isinstance(event, Changed):
+            event.wipe()
+        return event.reason if isinstance(event, Revoked) else None
+
+    def rotated(self, seq: int) -> None:
+        """Tell the listener no running child holds the values CHANGED `seq` superseded any more."""
+        self._send_quietly({"type": messages.ROTATED, "seq": seq}, close=False)
+
     def end(self, exit_status: int, duration_ms: int) -> None:
+        self._send_quietly({"type": messages.LEASE_END, "exit": exit_status, "duration_ms": duration_ms},
+                           close=True)
+
+    def _send_quietly(self, header: dict[str, Any], *, close: bool) -> None:
         if self.closed:
             return
+        sock = self.channel.sock
         try:
-            self.channel.sock.setblocking(True)
-            self.channel.sock.settimeout(2.0)
-            self.channel._send({"type": messages.LEASE_END, "exit": exit_status, "duration_ms": duration_ms})
+            sock.settimeout(2.0)
+            self.channel._send(header)
         except (RunwrapError, OSError):
-            pass
+            close = True
         finally:
-            self.closed = True
-            self.channel.close()
+            if close:
+                self.closed = True
+                self.channel.close()
+            else:
+                sock.setblocking(False)
+
+
+def changed_of(header: Mapping[str, Any], values: dict[str, Secret]) -> Changed:
+    """A CHANGED message's items as credentials by request index; ProtocolError (values wiped) if malformed."""
+    seq, items = header.get("seq"), header.get("items")
+    credentials: dict[int, Credential] = {}
+    try:
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(items, list):
+            raise ProtocolError("a change from the listener is malformed")
+        for item in items:
+            index = item.get("request") if isinstance(item, dict) else None
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0 or index in credentials:
+                raise ProtocolError("a change from the listener names no request")
+            prefix = f"{index}/"
+            fields = {name[len(prefix):]: value for name, value in values.items() if name.startswith(prefix)}
+            available, ttl = item.get("available"), item.get("ttl")
+            credentials[index] = Credential(
+                fields, available=[str(n) for n in available] if isinstance(available, list) else None,
+                ttl=float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None)
+        taken = {f"{i}/{name}" for i, cred in credentials.items() for name in cred}
+        for name in values.keys() - taken:
+            values[name].wipe()
+    except BaseException:
+        for value in values.values():
+            value.wipe()
+        raise
+    return Changed(seq, credentials)
 
 
 def _retry_after(header: Mapping[str, Any]) -> float | None:
@@ -237,14 +321,7 @@ def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, proven
             try:
                 if on_item is not None:
                     on_item(spec, cred)
-                for var, field in spec.env.items():
-                    if field in cred:
-                        injected[var] = Secret(cred[field].buffer)
-                    elif not optional:
-                        has = f" (it has: {', '.join(cred.available)})" if cred.available else ""
-                        where = f"{source}:{spec.line}: " if spec.line else ""
-                        raise RunwrapError(f"{where}the item for {spec.query} has no {field} value{has}; "
-                                           f"remove {var} or pick another field")
+                injected.update(variables(spec, cred, source, optional=optional))
             finally:
                 cred.wipe()
     except BaseException:
@@ -252,6 +329,23 @@ def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, proven
             value.wipe()
         raise
     return injected
+
+
+def variables(spec: CredentialSpec, cred: Credential, source: str, *, optional: bool = False) -> dict[str, Secret]:
+    """The variables one spec sets from its credential, as copies (`fetch`'s rules; a pushed change
+    goes through this too)."""
+    found: dict[str, Secret] = {}
+    for var, field in spec.env.items():
+        if field in cred:
+            found[var] = Secret(cred[field].buffer)
+        elif not optional:
+            for value in found.values():
+                value.wipe()
+            has = f" (it has: {', '.join(cred.available)})" if cred.available else ""
+            where = f"{source}:{spec.line}: " if spec.line else ""
+            raise RunwrapError(f"{where}the item for {spec.query} has no {field} value{has}; "
+                               f"remove {var} or pick another field")
+    return found
 
 
 class Endpoint:

@@ -5,7 +5,9 @@ under the session that asked for it. From then on the listener renews it at two 
 asking for the duration its read gave, and revokes it when that session's lease ends: the child exited
 (LEASE_END), the peer was revoked, `--max-lease` passed, the connection was lost, or the listener stops.
 A renewal that fails, or that the server cuts short (LeaseExhausted: the role's max TTL), ends the
-consumer's lease the way a revocation does, so no child runs on a credential about to die. A session
+consumer's lease the way a revocation does, so no child runs on a credential about to die — unless the
+consumer follows changes: then `on_exhausted` (runwrap.listener.watch) reads a new one, pushes it and
+`retire`s the old one once the consumer confirms no child holds it. A session
 that is answered but never holds a lease (`runwrap connect`) leaves its credential to expire by its TTL.
 
 Provider calls block (HTTP), so they run in the loop's executor. The audit log gets the engine path,
@@ -47,6 +49,8 @@ class DynamicLeases:
     provider: Provider
     audit: AuditTrail
     end_lease: Callable[[LeaseState, str], None]
+    # Whether a watching session took a new secret for one at its max TTL (Watcher.exhausted).
+    on_exhausted: Callable[[LeaseState, Lease], bool] = lambda _state, _lease: False
     _held: dict[str, list[_Held]] = field(default_factory=dict, init=False)  # session lease -> its leases
     _revoking: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
@@ -79,6 +83,16 @@ class DynamicLeases:
                 held.lease.wipe()
                 continue
             self._start_revoke(held, reason)
+
+    def retire(self, session: LeaseState, lease: Lease, reason: str) -> None:
+        """A lease of `session` replaced by a newer one that its consumer now runs on: revoke it now."""
+        held = next((h for h in self._held.get(session.lease, []) if h.lease is lease), None)
+        if held is None:
+            return
+        self._held[session.lease].remove(held)
+        if held.renewer is not None:
+            held.renewer.cancel()
+        self._start_revoke(held, reason)
 
     def drop(self, session: LeaseState, lease: Lease, reason: str) -> None:
         """A dynamic secret read but not served (the peer was revoked meanwhile): revoke it at once."""
@@ -113,7 +127,8 @@ class DynamicLeases:
                 why = f"the dynamic secret from {lease.path} can be renewed no further ({exc})"
                 self._write("dynamic_renew", held.session, lease, decision="exhausted", reason=str(exc),
                             granted_s=exc.remaining)
-                self.end_lease(held.session, why)
+                if not self.on_exhausted(held.session, lease):
+                    self.end_lease(held.session, why)
                 return
             except RunwrapError as exc:
                 self._write("dynamic_renew", held.session, lease, decision="error", reason=str(exc))

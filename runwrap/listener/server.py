@@ -53,6 +53,7 @@ class Options:
     audit_path: Path | None = None
     approve_ttl: float = 3600.0  # --approve first remembers an answer this long
     approve_timeout: float = 120.0  # an unanswered question is a no
+    watch_interval: float = 30.0  # seconds between checks of what watched leases were served (rotation)
 
 
 class Listener:
@@ -75,7 +76,7 @@ class Listener:
         self.sessions = Sessions(private_key=state.keys.private, peers=state.peers, audit=state.audit,
                                  handshaking=state.handshaking, leases=state.leases, provider=provider,
                                  provider_name=options.provider_name, approver=approver, rate=options.rate,
-                                 max_lease=options.max_lease, clock=clock)
+                                 max_lease=options.max_lease, clock=clock, watch_interval=options.watch_interval)
         self.pairing = Pairing(keys=state.keys, peers=state.peers, invites=state.invites, audit=state.audit,
                                handshaking=state.handshaking, out=self.out)
         self.control = Control(peers=state.peers, audit=state.audit, leases=state.leases, invites=state.invites,
@@ -164,10 +165,12 @@ class Listener:
             self.out("runwrap: no peers yet; invite one with `runwrap invite --name NAME --scope PATTERN` "
                      "(e.g. --scope github.com; --scope '*' for everything)")
         syncer = asyncio.create_task(self.state.audit.follow())
+        watcher = asyncio.create_task(self.sessions.watch.run())
         try:
             await self._stopped.wait()
         finally:
             syncer.cancel()
+            watcher.cancel()
             for server in self._servers:
                 server.close()
             await self.sessions.dynamic.stop()  # dynamic secrets die with the leases they were served to

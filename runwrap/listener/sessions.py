@@ -23,6 +23,7 @@ from runwrap.listener.audit import AuditError
 from runwrap.listener.leases import DynamicLeases
 from runwrap.listener.peers import Peers, peer_fp
 from runwrap.listener.state import AuditTrail, Handshaking, Leases, LeaseState, reject
+from runwrap.listener.watch import DEFAULT_INTERVAL, Watcher
 from runwrap.providers.base import Provider
 from runwrap.secret import wipe_bytes
 from runwrap.wire import framing, messages, noise_session
@@ -46,11 +47,17 @@ class Sessions:
     rate: tuple[int, float]  # (different items, period in seconds), per peer
     max_lease: float | None
     clock: Callable[[], float] = time.monotonic  # lease lengths and the rate limit
+    watch_interval: float = DEFAULT_INTERVAL  # seconds between checks of what watched leases were served
     rates: dict[str, policy.RateState] = field(default_factory=dict, init=False)  # each peer's rate state
     dynamic: DynamicLeases = field(init=False)  # dynamic secrets, kept as long as the lease they were served to
+    watch: Watcher = field(init=False)  # what watched leases were served, and its changes (rotation)
 
     def __post_init__(self) -> None:
         self.dynamic = DynamicLeases(provider=self.provider, audit=self.audit, end_lease=self.end_lease)
+        self.watch = Watcher(provider=self.provider, audit=self.audit, dynamic=self.dynamic,
+                             decide=lambda state, query: self._decide(state, query, count=False),
+                             end_lease=self.end_lease, interval=self.watch_interval, refresh=self.peers.refresh)
+        self.dynamic.on_exhausted = self.watch.exhausted
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     deadline: float | None = None) -> None:
@@ -98,6 +105,7 @@ class Sessions:
             if state.timer:
                 state.timer.cancel()
             self.leases.remove(state)
+            self.watch.release(state)
             self.dynamic.release(state)
             self.record_lease_end(state, state.end_reason and f"ended by the listener: {state.end_reason}")
 
@@ -126,9 +134,12 @@ class Sessions:
             header, _ = messages.decode(state.session.decrypt(frame))
             kind = header["type"]
             if kind == messages.REQUEST and not state.held:
+                state.requests += 1
                 await self._request(state, header)
             elif kind == messages.HOLD and not state.held:
                 self._hold(state, header)
+            elif kind == messages.ROTATED and state.held:
+                self.watch.rotated(state, _int(header.get("seq")))
             elif kind == messages.LEASE_END and state.held:
                 state.ended = True
                 self.record_lease_end(state, None, exit_status=_int(header.get("exit")))
@@ -140,6 +151,7 @@ class Sessions:
         state.held = True
         state.started = self.clock()
         state.claim = _claim(header.get("provenance"))
+        self.watch.hold(state, header.get("watch") is True)
         peer = self.peers.by_name.get(state.peer)
         if peer is None or peer.revoked:
             self.end_lease(state, "peer revoked")
@@ -254,6 +266,7 @@ class Sessions:
                 return
             log("request", **base, decision="allowed", credential_id=item.credential_id)
             state.served += 1
+            self.watch.served(state, state.requests - 1, query, wanted, item)
             if lease is not None:
                 self.dynamic.keep(state, lease)
                 kept = True

@@ -126,6 +126,7 @@ class LeaseState:
     ended: bool = False
     timer: asyncio.TimerHandle | None = None
     claim: dict[str, str] | None = None  # what the consumer said it runs under this lease (HOLD)
+    requests: int = 0  # REQUEST messages received: CHANGED names a request by its place among them
     served: int = 0  # credentials this session was given: from the first, it must end on the record
     end_recorded: bool = False  # its one lease_end event was written (or tried)
     end_reason: str | None = None  # why the listener ended it (revocation, maximum length)

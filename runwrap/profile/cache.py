@@ -111,6 +111,7 @@ def get(cache: Path, info: os.stat_result, path: Path) -> Profile | None:
             mask_hex=bool(data.get("mask_hex", False)),
             timeout=data["timeout"],
             kill_grace=data["kill_grace"],
+            on_change=str(data["on_change"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -152,6 +153,7 @@ def put(cache: Path, info: os.stat_result, profile: Profile) -> None:
             "mask_hex": profile.mask_hex,
             "timeout": profile.timeout,
             "kill_grace": profile.kill_grace,
+            "on_change": profile.on_change,
         },
     }
     target = _cache_file(cache, key)

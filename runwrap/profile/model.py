@@ -6,6 +6,7 @@ and the exec path, the API and `runwrap run` (one item named on the command line
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +15,29 @@ from runwrap.profile.files import DEFAULT_MODE, template_fields
 from runwrap.record import FrozenRecord
 
 SUFFIXES = (".yaml", ".yml")
+
+# What a running child does when the listener pushes a change of its credentials (docs/rotation.md).
+ON_CHANGE = ("none", "restart", "exit", "signal:NAME")
+# Signals a change may be announced with: any the child can catch, not the ones that cannot be
+# caught or that mean something else to a supervisor (job control, SIGCHLD).
+_NOT_ANNOUNCING = {"SIGKILL", "SIGSTOP", "SIGCHLD", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU"}
+
+
+def parse_on_change(text: str) -> str:
+    """`restart`, `exit`, `none` or `signal:NAME` (NAME as HUP or SIGHUP, any case) in the form the
+    rest of runwrap reads (`signal:HUP`); ValueError saying what is accepted."""
+    word = text.strip()
+    if word in ("none", "restart", "exit"):
+        return word
+    kind, colon, name = word.partition(":")
+    if kind == "signal" and colon:
+        full = name.strip().upper()
+        full = full if full.startswith("SIG") else f"SIG{full}"
+        if full in signal.Signals.__members__ and full not in _NOT_ANNOUNCING and not full.startswith("SIGRT"):
+            return f"signal:{full[3:]}"
+        raise ValueError(f"{name.strip() or 'nothing'} is not a signal on_change can send"
+                         " — name one such as HUP, USR1 or USR2")
+    raise ValueError(f"{word or 'nothing'} is not an on_change mode — use one of: {', '.join(ON_CHANGE)}")
 
 
 class FileSpec(FrozenRecord):
@@ -66,6 +90,7 @@ class Profile(FrozenRecord):
         "mask",
         "mask_hex",
         "name",
+        "on_change",
         "path",
         "set",
         "timeout",
@@ -81,12 +106,15 @@ class Profile(FrozenRecord):
     mask_hex: bool  # also each value's hex forms (xxd, od): off by default, it slows masking (README)
     timeout: float | None
     kill_grace: float | None
+    on_change: str  # parse_on_change's form: none, restart, exit or signal:NAME
 
     def __init__(self, *, name: str, path: Path, description: str, connection: str | None,
                  credentials: tuple[CredentialSpec, ...], inherit: tuple[str, ...] | None, set: Mapping[str, str],
-                 mask: bool, timeout: float | None, kill_grace: float | None, mask_hex: bool = False) -> None:
+                 mask: bool, timeout: float | None, kill_grace: float | None, mask_hex: bool = False,
+                 on_change: str = "none") -> None:
         self._init(name=name, path=path, description=description, connection=connection, credentials=credentials,
-                   inherit=inherit, set=set, mask=mask, mask_hex=mask_hex, timeout=timeout, kill_grace=kill_grace)
+                   inherit=inherit, set=set, mask=mask, mask_hex=mask_hex, timeout=timeout, kill_grace=kill_grace,
+                   on_change=on_change)
 
 
 def name_of(path: Path) -> str:

@@ -21,9 +21,10 @@ from runwrap.durations import LONGEST_WAIT, LONGEST_WAIT_TEXT, parse_duration
 from runwrap.environment import MAX_ARG_STRLEN, is_valid_name, quote_name
 from runwrap.errors import ProfileError
 from runwrap.profile import files
-from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
+from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of, parse_on_change
 
-TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "mask_hex", "timeout", "kill_grace")
+TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "mask_hex", "timeout", "kill_grace",
+            "on_change")
 CREDENTIAL_KEYS = ("domain", "id", "env", "files")
 FILE_KEYS = ("template", "field", "mode", "path")
 ENV_KEYS = ("inherit", "set")
@@ -167,6 +168,7 @@ class _Reader:
         mask_hex = self.flag(top, "mask_hex", default=False)
         timeout = self.duration(top, "timeout", allow_zero=False)
         kill_grace = self.duration(top, "kill_grace", allow_zero=True)
+        on_change = self.on_change(top, credentials)
 
         return Profile(
             name=name_of(path),
@@ -180,7 +182,27 @@ class _Reader:
             mask_hex=mask_hex,
             timeout=timeout,
             kill_grace=kill_grace,
+            on_change=on_change,
         )
+
+    def on_change(self, top: dict[str, tuple[Node, Node]], credentials: tuple[CredentialSpec, ...]) -> str:
+        if "on_change" not in top:
+            return "none"
+        node = top["on_change"][1]
+        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+            return "none"
+        fix = "write on_change: restart, signal:HUP, exit or none"
+        try:
+            mode = parse_on_change(self.text(node, "on_change", fix=fix))
+        except ValueError as exc:
+            what, _, hint = str(exc).partition(" — ")
+            raise self.fail(node, f"on_change: {what}", hint or fix) from None
+        if mode.startswith("signal:") and not any(spec.files for spec in credentials):
+            # A signal can only make the child read its files again: its environment is fixed at exec.
+            raise self.fail(node, f"on_change: {mode} needs files: — a running process's environment cannot be"
+                            " changed, so only a file can show it a new value",
+                            "put the values it re-reads in files:, or use on_change: restart")
+        return mode
 
     def credentials(self, node: Node) -> tuple[CredentialSpec, ...]:
         fix = "make it a list of entries, each - domain: HOST (or id: ID) with env: VAR: field"

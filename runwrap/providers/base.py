@@ -70,6 +70,13 @@ class Provider:
         """The item for `query`; raises `NotFound` or `ProviderError` (locked, tool missing, ambiguous)."""
         raise NotImplementedError
 
+    def change_signal(self, query: Query, served_id: str) -> str | None:
+        """A cheap token that changes whenever the item `query` found (`served_id`, its credential_id)
+        may have changed, or None when there is none. The listener's watcher (runwrap.listener.watch)
+        skips the full lookup while the token stays the same; it must therefore never stay the same
+        across a change. The default, None, means: always look it up."""
+        return None
+
     def renew_lease(self, lease: Lease, increment: float) -> float:
         """Extend a dynamic secret's `lease` (an `Item.lease` this provider returned) by `increment`
         seconds; the seconds granted. `LeaseExhausted` when it can go no further (max TTL)."""

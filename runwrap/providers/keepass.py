@@ -3,8 +3,11 @@
 Install with `pip install 'runwrap[keepass]'`. Options: `database` (the .kdbx file), `keyfile`,
 and `password_env` (the name of an environment variable of the listener that holds the master
 password, for unattended listeners). Otherwise the password is asked for at `listen` through the
-listener's prompt. The database is opened once, at start; a wrong password fails there, not at
-the first request.
+listener's prompt. The database is opened at start; a wrong password fails there, not at the first
+request. When it can be opened again without asking (`password_env`, or a key file alone), a file
+changed on disk (KeePassXC saved it) is read again at the next lookup, and its stamp is the
+provider's `change_signal` for rotation; a prompted password is not kept, so that database is what
+it was at start until the listener is restarted.
 
 Entries are matched by the host of their URL, and of KeePassXC's extra `KP2A_URL*` attributes;
 entries in the recycle bin are ignored. The id of an entry is its UUID. The TOTP seed is the
@@ -64,15 +67,27 @@ class KeePassProvider(Provider):
         if keyfile and not Path(keyfile).expanduser().is_file():
             raise ProviderError(f"provider keepass: no key file at {keyfile}")
         self._lock = threading.Lock()
+        self._key_path = str(Path(keyfile).expanduser()) if keyfile else None
+        # Opened again when the file changes only if that asks nobody: the password in the environment.
+        self._reopenable = bool(self.option_values.get("password_env"))
         password = self._password(self.prompt, has_keyfile=bool(keyfile))
+        self._reopenable = self._reopenable or password is None  # a key file alone opens it
+        self._load(password)
+
+    def _load(self, password: Secret | None) -> None:
         try:
-            key_path = str(Path(keyfile).expanduser()) if keyfile else None
-            self._kp: Any = _open(self.database, password, key_path)
+            stamp = _stamp(self.database)  # before reading: a save meanwhile is seen next time
+            self._kp: Any = _open(self.database, password, self._key_path)
+            self._stamp = stamp
         finally:
             if password is not None:
                 password.wipe()
-        # The file is read once, so its index is too: (id, hosts, entry) without an XPath query per lookup.
+        # The file is read at open, so its index is too: (id, hosts, entry) without an XPath query per lookup.
         self._rows = [(_entry_id(e), [host_of(u) for u in _entry_urls(e)], e) for e in self._entries()]
+
+    def change_signal(self, query: Query, served_id: str) -> str | None:
+        """The database file's stamp, when a change to it is read again (see the module docstring)."""
+        return _stamp(self.database) if self._reopenable else None
 
     def _password(self, prompt: Callable[[str], str] | None, *, has_keyfile: bool) -> Secret | None:
         variable = self.option_values.get("password_env")
@@ -96,6 +111,8 @@ class KeePassProvider(Provider):
         with self._lock:
             if self._kp is None:
                 raise ProviderError("provider keepass is closed")
+            if self._reopenable and _stamp(self.database) != self._stamp:
+                self._load(self._password(None, has_keyfile=self._key_path is not None))
             row = choose(query, self._rows, id_of=lambda r: r[0], hosts_of=lambda r: r[1], source="keepass")
             return _item(row[2], query)
 
@@ -110,6 +127,14 @@ class KeePassProvider(Provider):
         with self._lock:
             self._kp = None
             self._rows = []
+
+
+def _stamp(path: Path) -> str:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ProviderError(f"provider keepass: cannot read {path}: {exc.strerror}") from None
+    return f"{info.st_mtime_ns}:{info.st_size}:{info.st_ino}"
 
 
 def _open(path: Path, password: Secret | None, keyfile: str | None) -> Any:

@@ -96,6 +96,16 @@ class PassProvider(Provider):
         finally:
             wipe_bytes(out)
 
+    def change_signal(self, query: Query, served_id: str) -> str | None:
+        """The entry file's stamp (mtime, size, inode) and its folder's mtime, which changes when an
+        entry beside it is added or removed; `pass insert -f` and `pass edit` change the first."""
+        entry = self.store / (served_id.replace(":", "/") + ".gpg")
+        try:
+            info, folder = entry.stat(), entry.parent.stat()
+        except OSError:
+            return None  # gone, or never where we thought: the full lookup says what happened
+        return f"{info.st_mtime_ns}:{info.st_size}:{info.st_ino}:{folder.st_mtime_ns}"
+
     def close(self) -> None:
         if self._passphrase is not None:
             self._passphrase.wipe()

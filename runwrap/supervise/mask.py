@@ -57,7 +57,7 @@ HEX = False  # whether a Masker also masks each value's hex (see the module docs
 class Masker(LineTails):
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
-    __slots__ = ("_alphabet", "_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run",
+    __slots__ = ("_alphabet", "_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hex", "_hold", "_in_run",
                  "_lined", "_maxlen", "_next_sample", "_pairs", "_patterns", "_replacement", "_scratch", "_wanted",
                  "_where", "_wiped", "short_values")
 
@@ -70,20 +70,15 @@ class Masker(LineTails):
             if 0 < len(raw) < MIN_LEN:
                 self.short_values += 1
             found += variants(raw, hex=hex)
-        # Longest first: the held-tail search can then stop at the first pattern too short to matter.
-        self._patterns = sorted(dedupe(found), key=len, reverse=True)
-        # Patterns that hold a line break (a multi-line value whole) are not searched across breaks.
-        self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern}
-        self._where = {id(pattern): address(pattern) for pattern in self._patterns}  # for memmem
+        self._hex = hex
         self._replacement = bytes(replacement)
-        self._maxlen = len(self._patterns[0]) if self._patterns else 0
-        self._hold = bytearray(max(self._maxlen - 1, 0))  # fixed size: never reallocated, so no stale copies
-        self._scratch = bytearray()  # the held tail and the next chunk, searched together
+        self._hold = bytearray()
         self._held = 0        # how many bytes of _hold are the stream's held tail
+        self._index(found)
+        self._scratch = bytearray()  # the held tail and the next chunk, searched together
         self._carry = 0       # how far matches already emitted cover into the held tail
         self._in_run = False  # the last byte emitted was hidden, so a run continuing it adds no ***
         self._wiped = False
-        self._next_sample = 0  # feeds until the anchors are chosen again
         # The line the buffer starts in, as far as it goes before the buffer (kept while it could still
         # decide a line break: up to WRAP_MAX bytes), its length, and whether a '\r' that a '\n'
         # may follow ended it. A fixed bytearray, zeroed by wipe().
@@ -91,6 +86,34 @@ class Masker(LineTails):
         self._lead_len = 0
         self._lead_cr = False
         self._memo: dict[int, bool] = {}  # line breaks already judged in this step
+
+    def add(self, values: Iterable[bytes | bytearray | Secret]) -> None:
+        """Mask these values too from now on (a rotation's new ones), the stream going on as it was."""
+        if self._wiped:
+            raise RuntimeError("this Masker was wiped")
+        found = [pattern for value in values
+                 for pattern in variants(value.buffer if isinstance(value, Secret) else value, hex=self._hex)]
+        for table in (self._pairs, self._alphabet, self._wanted):
+            wipe_bytes(table)
+        for anchor in self._anchors:
+            anchor[1].clear()
+            anchor[0] = 0
+        self._index(self._patterns + found)
+
+    def _index(self, found: list[bytearray]) -> None:
+        """The patterns and every table made from them (a held tail already there is kept)."""
+        # Longest first: the held-tail search can then stop at the first pattern too short to matter.
+        self._patterns = sorted(dedupe(found), key=len, reverse=True)
+        # Patterns that hold a line break (a multi-line value whole) are not searched across breaks.
+        self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern}
+        self._where = {id(pattern): address(pattern) for pattern in self._patterns}  # for memmem
+        self._maxlen = len(self._patterns[0]) if self._patterns else 0
+        # Fixed size (never reallocated, so no stale copies) until add() needs a longer one.
+        hold = bytearray(max(self._maxlen - 1, 0, self._held))
+        hold[:self._held] = memoryview(self._hold)[:self._held]
+        wipe_bytes(self._hold)
+        self._hold = hold
+        self._next_sample = 0  # feeds until the anchors are chosen again
         # Patterns by first byte (index = byte value), for the held-tail search over many patterns.
         self._by_first: list[list[bytearray] | None] = [None] * 256
         for pattern in self._patterns:

@@ -217,6 +217,19 @@ class FileSet:
                                    " — check that $XDG_RUNTIME_DIR or /dev/shm is writable") from None
         return self.folder
 
+    def rewrite(self, contents: dict[str, Secret]) -> None:
+        """A rotation: the files named in `contents` (by variable) get it, in place; the contents are wiped."""
+        try:
+            for made in self.files:
+                if made.name in contents:
+                    made.rewrite(contents[made.name])
+        except OSError as exc:
+            raise RunwrapError(f"cannot rewrite a secret file in memory: {exc.strerror}"
+                               " — check the free memory") from None
+        finally:
+            for content in contents.values():
+                content.wipe()
+
     def child_fds(self) -> tuple[int, ...]:
         return tuple(f.child_fd for f in self.files if f.child_fd is not None)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import struct
 import termios
 
@@ -138,3 +139,20 @@ class RawMode:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
         except termios.error:
             pass
+
+
+def stop_if_orphaned(master: int, pid: int) -> None:
+    """Ctrl-Z in pty mode, once the child had its chance to handle SIGTSTP: stop it for real.
+
+    The child leads its own session, so its process group is orphaned, and the kernel discards
+    a SIGTSTP whose default action would stop it (POSIX, to protect orphans nobody could
+    continue). runwrap is there to continue it, so it sends SIGSTOP unless the child ignores
+    SIGTSTP or has already stopped. A job of a shell inside the pty is not orphaned and stops
+    by itself; runwrap then leaves it to that shell.
+    """
+    from runwrap.supervise import reaper
+    from runwrap.supervise.signals import killpg
+
+    if foreground_group(master) != pid or reaper.state(pid) in (b"T", b"t") or reaper.ignores(pid, signal.SIGTSTP):
+        return
+    killpg(pid, signal.SIGSTOP)

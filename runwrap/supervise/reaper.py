@@ -66,13 +66,14 @@ def signal_descendants(signo: int) -> set[int]:
 
 
 def end_descendants(grace: float, sigfd: SignalFd | None = None, *, termed: set[int] | None = None,
-                    kill_by: float | None = None) -> None:
+                    kill_by: float | None = None, signals: list[tuple[int, int]] | None = None) -> None:
     """TERM every descendant, KILL those left after `grace`, until none is left and all are reaped.
 
     `termed`: pids already sent TERM (not sent it twice); `kill_by`: a KILL deadline already set
     (a timeout's), which the grace period does not extend. As a subreaper, runwrap is the ancestor
     of everything the child started, so an empty wait list means nothing is left and /proc need
-    not be read.
+    not be read. `signals`: where to keep the signals (signo, code) sent to runwrap meanwhile, for a
+    restart that goes on after this; otherwise the child is gone and they are dropped.
     """
     termed = set() if termed is None else set(termed)
     kill_at: float | None = None
@@ -100,8 +101,10 @@ def end_descendants(grace: float, sigfd: SignalFd | None = None, *, termed: set[
             time.sleep(wait)
             continue
         if select.select([sigfd.fd], [], [], wait)[0]:
-            for _ in sigfd.read():
-                pass  # the child is gone: signals now only hurry nothing; SIGCHLD just wakes us
+            for signo, code, _pid in sigfd.read():
+                # The child is gone: a signal now only hurries nothing; SIGCHLD just wakes us.
+                if signals is not None and signo != signal.SIGCHLD:
+                    signals.append((signo, code))
 
 
 def state(pid: int) -> bytes | None:

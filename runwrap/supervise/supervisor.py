@@ -18,7 +18,7 @@ process it started outlives it. How:
   one for both when they go to one place (`2>&1`).
 - runwrap's death kills the child (PR_SET_PDEATHSIG, in `child`).
 - When the child ends: wipe, flush, report the lease's end, then end every remaining descendant
-  (`reaper`).
+  (`reaper`). A change of the credentials may end it first and start it again (`rotation`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 import select
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from runwrap import environment
 from runwrap.durations import format_duration
@@ -37,8 +38,13 @@ from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise import ptyio, reaper
 from runwrap.supervise.child import Plan, exec_child, exec_error
 from runwrap.supervise.launch import Launch as Launch  # what run() takes; it lives with the Lease protocol
+from runwrap.supervise.launch import Revoked, Update
+from runwrap.supervise.rotation import ENDING, Following, Rotation
 from runwrap.supervise.signals import FORWARDED, KEYBOARD, SI_KERNEL, STOPS, SignalFd, die_by, kill, killpg
 from runwrap.supervise.streams import Stream, same_destination, say
+
+if TYPE_CHECKING:
+    from runwrap.supervise.mask import Masker
 
 REVOKE_GRACE = 1.0
 OUTPUT_FAILED = 1  # the child's output could not be written (as `cat` or `yes` exit when a write fails)
@@ -53,9 +59,11 @@ def run(launch: Launch) -> int:
     return _Supervisor(launch).run()
 
 
-class _Supervisor:
+class _Supervisor(Following):
     def __init__(self, launch: Launch) -> None:
         self.launch = launch
+        self.rotation = Rotation(launch.on_change)
+        self.piped: list[tuple[Stream, tuple[int, ...]]] = []
         self.pid = 0
         self.status: int | None = None  # the direct child's wait status, once reaped
         self.streams: list[Stream] = []
@@ -87,7 +95,7 @@ class _Supervisor:
     def run(self) -> int:
         ignored = tuple(s for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
                         if signal.getsignal(s) == signal.SIG_IGN)
-        plan = Plan(ignored=ignored, inherit=self.launch.files.child_fds())
+        self.plan = plan = Plan(ignored=ignored, inherit=self.launch.files.child_fds())
         child_ends = self._plan_io(plan)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
@@ -167,26 +175,17 @@ class _Supervisor:
             self.streams.append(Stream(master, 1 if tty[1] else self.term, masker()))
             if keys is not None:
                 self.streams[0].echo = bytearray()  # what is typed comes back as the pty's echo
-        ends: list[int] = []
         if piped == [1, 2] and same_destination(1, 2):
             # 2>&1: one pipe for both, as the child would have had one file, so what it writes keeps
             # its order (two pipes would be read in whatever order, and one masker's held tail
             # would wait while the other stream's output went ahead).
-            read, write = os.pipe()
-            ends.append(write)
-            plan.stdio[1] = plan.stdio[2] = write
-            self.streams.append(Stream(read, 1, masker()))
-            return ends
-        for fd in piped:
-            read, write = os.pipe()
-            ends.append(write)
-            plan.stdio[fd] = write
-            self.streams.append(Stream(read, fd, masker()))
-        return ends
+            return [self._pipe((1, 2), 1, masker())]
+        return [self._pipe((fd,), fd, masker()) for fd in piped]
 
     def _start(self, plan: Plan, child_ends: list[int]) -> None:
         report_r, report_w = os.pipe()
-        self.started = time.monotonic()
+        first = not self.started  # a restart's child: the timeout still counts from the first start
+        self.started = self.started or time.monotonic()
         try:
             pid = os.fork()
             if pid == 0:
@@ -210,7 +209,7 @@ class _Supervisor:
         if data:
             os.waitpid(pid, 0)
             raise exec_error(self.launch.argv[0], int.from_bytes(data[:4].ljust(4, b"\0"), "little"))
-        if self.launch.timeout is not None:
+        if self.launch.timeout is not None and first:
             self.deadline = self.started + self.launch.timeout
         if self.raw is not None:
             self.raw.enter()
@@ -219,8 +218,11 @@ class _Supervisor:
     # -- the loop --
 
     def _supervise(self) -> None:
-        while self.status is None:
-            self._poll_once()
+        while True:
+            while self.status is None:
+                self._poll_once()
+            if not self._restarted():
+                break
         self._child_ended()
 
     def _poll_once(self) -> None:
@@ -256,16 +258,18 @@ class _Supervisor:
         if self.stdin_open and ready.get(self.keys, 0) & (select.POLLIN | select.POLLHUP | select.POLLERR):
             self._read_stdin()
         if lease is not None and lease_fd in ready and self.revoked is None and not self.lease_done:
-            reason = lease.poll_revoked()
-            if reason is not None:
-                self._revoke(reason)
+            event = lease.poll()
+            if isinstance(event, Revoked):
+                self._revoke(event.reason)
+            elif isinstance(event, Update):
+                self._changed(event)
             elif ready[lease_fd] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                 self.lease_done = True  # a lost listener is not a revocation; stop polling it
         self._deadlines()
 
     def _poll_timeout(self) -> int:
-        soonest = min((t for t in (self.deadline, self.kill_at, self.stop_check) if t is not None),
-                      default=None)
+        soonest = min((t for t in (self.deadline, self.kill_at, self.stop_check, self.rotation.restart_at)
+                       if t is not None), default=None)
         if soonest is None:
             return -1
         return max(0, int(min((soonest - time.monotonic()) * 1000, 2**31 - 2)) + 1)  # poll's int ms: <= 24.8d
@@ -275,11 +279,13 @@ class _Supervisor:
         if self.deadline is not None and now >= self.deadline:
             self.deadline = None
             self.timed_out = True
+            self.rotation.cancel()
             self._say(f"timed out after {format_duration(self.launch.timeout or 0)}")
             self._terminate(self.launch.kill_grace)
         if self.stop_check is not None and now >= self.stop_check:
             self.stop_check = None
             self._stop_if_orphaned()
+        self._begin_restart(now)
         if self.kill_at is not None and now >= self.kill_at and self.status is None:
             self.kill_at = None
             reaper.signal_descendants(signal.SIGKILL)
@@ -293,6 +299,7 @@ class _Supervisor:
 
     def _revoke(self, reason: str) -> None:
         self.revoked = reason
+        self.rotation.cancel()
         self.deadline = None
         self._terminate(min(self.launch.kill_grace, REVOKE_GRACE))
 
@@ -306,6 +313,8 @@ class _Supervisor:
             if signo == signal.SIGCHLD:
                 reap = True
             elif self.status is None:
+                if signo in ENDING and self.rotation.stopping:
+                    self.rotation.cancel()  # the run ends by the stopped child's status instead
                 self._forward(signo, code)
         if reap:
             self._reap()
@@ -347,20 +356,8 @@ class _Supervisor:
         kill(self.pid, signo)
 
     def _stop_if_orphaned(self) -> None:
-        """Ctrl-Z in pty mode, once the child had its chance to handle SIGTSTP: stop it for real.
-
-        The child leads its own session, so its process group is orphaned, and the kernel discards
-        a SIGTSTP whose default action would stop it (POSIX, to protect orphans nobody could
-        continue). runwrap is there to continue it, so it sends SIGSTOP unless the child ignores
-        SIGTSTP or has already stopped. A job of a shell inside the pty is not orphaned and stops
-        by itself; runwrap then leaves it to that shell.
-        """
-        if self.status is not None:
-            return
-        group = ptyio.foreground_group(self.master) if self.master is not None else None
-        if group != self.pid or reaper.state(self.pid) in (b"T", b"t") or reaper.ignores(self.pid, signal.SIGTSTP):
-            return
-        killpg(self.pid, signal.SIGSTOP)
+        if self.status is None and self.master is not None:
+            ptyio.stop_if_orphaned(self.master, self.pid)
 
     def _resume(self) -> None:
         """SIGCONT in pty mode: back to raw mode, resend the window size, continue the child's group."""
@@ -461,6 +458,7 @@ class _Supervisor:
         launch = self.launch
         for secret in (*launch.secrets, *(v for v in launch.env.values() if isinstance(v, Secret))):
             secret.wipe()
+        self.rotation.wipe()
         for stream in self.streams:
             stream.wipe()
         wipe_bytes(self.stdin_buf)
@@ -480,6 +478,7 @@ class _Supervisor:
         self.sigfd.close()
         if self.revoked is not None:
             raise LeaseRevoked(f"access revoked by the listener: {self.revoked}")
+        self.rotation.finish()
         if self.timed_out:
             return EXIT_TIMEOUT
         status = self.status or 0

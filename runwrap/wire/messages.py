@@ -33,6 +33,8 @@ REVOKE = "revoke"
 # into transport messages; the receiver joins them and decodes the whole. At most MAX_ANSWER bytes.
 PARTS = "parts"
 MAX_ANSWER = 512 * 1024
+CHANGED = "changed"    # listener -> consumer, only on a held session
+ROTATED = "rotated"    # consumer -> listener: no running child holds the superseded values any more
 
 
 def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytearray] | None = None) -> bytes:

@@ -59,6 +59,7 @@ class OpenBaoProvider(Provider):
         self.mount = (opt.get("mount") or "secret").strip("/")
         self.prefix = opt.get("prefix", "runwrap/").lstrip("/")
         self._mounts: dict[str, tuple[int, float]] = {}  # mount path -> (KV version, trusted until)
+        self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy does not let us read
         self._lock = threading.Lock()
         self._http = Http(address, self.source, opt.get("ca_cert") or _env("BAO_CACERT", "VAULT_CACERT"),
                            opt.get("namespace") or _env("BAO_NAMESPACE", "VAULT_NAMESPACE"))
@@ -144,6 +145,31 @@ class OpenBaoProvider(Provider):
             lease = Lease(Secret(lease_id), float(payload.get("lease_duration") or 0),
                           bool(payload.get("renewable")), path)
         return _item(ident, domain or self._domain_in(path), data, lease)
+
+    def change_signal(self, query: Query, served_id: str) -> str | None:
+        """For a KV v2 item, its metadata's current version (and whether that one is deleted): one small
+        read that carries no value. None (look it up in full) for KV v1, engines, or a policy that does
+        not allow `<mount>/metadata/...` reads. A domain query's signal follows the item it was served
+        from: a more specific item created later is seen at the next full lookup."""
+        path, at, version = served_id.rpartition("@")
+        if not (at and path and version.isdigit()):
+            return None
+        if query.id == served_id:
+            return served_id  # PATH@N: that version never changes (deleting it fails the lookup instead)
+        mount, kv = self._mount_of(path)
+        if kv != 2 or mount in self._no_metadata:
+            return None
+        status, payload = self._call("GET", f"{quote(mount, safe='/')}metadata/{quote(path[len(mount):], safe='/')}")
+        if status == 403:
+            with self._lock:
+                self._no_metadata.add(mount)
+            return None
+        data = payload.get("data") if status == 200 else None
+        if not isinstance(data, dict):
+            return None
+        current = data.get("current_version")
+        about = (data.get("versions") or {}).get(str(current)) or {}
+        return f"{path}@{current}:{about.get('deletion_time') or ''}:{bool(about.get('destroyed'))}"
 
     def _domain_in(self, path: str) -> str:
         """The domain an id names when it is a domain query's path (`secret/runwrap/github.com`), else ''."""
