@@ -35,12 +35,13 @@ credentials:
 on_change: {mode}
 """
 
-# Each start records its pid, its API_TOKEN and the file; a HUP makes it record the file again.
+# Each start prints its line, then records its pid, its API_TOKEN and the file (in that order, so a
+# test that saw the record knows the line is already in runwrap's pipe); a HUP records the file again.
 CHILD = """\
 trap 'cat "$PGPASS" >> "$0/hup.$$"' HUP
+echo "token $API_TOKEN file $(cat "$PGPASS")"
 printf %s "$API_TOKEN" > "$0/token.$$"
 cat "$PGPASS" > "$0/file.$$"
-echo "token $API_TOKEN file $(cat "$PGPASS")"
 while :; do sleep 0.05; done
 """
 

@@ -199,3 +199,14 @@ def test_a_consumer_that_is_gone_is_cleaned_up(listener: RunningListener, vault:
         before, ticks = _lookups_of(vault, "example.org"), _lookups_of(vault, "other.org")
         wait_for(lambda: _lookups_of(vault, "other.org") >= ticks + 3, 10, "three more ticks")
         assert _lookups_of(vault, "example.org") <= before + 1  # at most a tick that was under way
+
+
+def test_a_new_value_over_one_noise_message_is_pushed_in_parts(listener: RunningListener, vault: Vault) -> None:
+    # A rotated certificate chain or kubeconfig is as large as a first answer may be (messages.PARTS):
+    # the CHANGED carrying it cannot fit one Noise transport message either.
+    big = "k" * 200_000
+    with Watching(listener.home, [(QUERY, ["password"])]) as watching:
+        vault.set(password=big, username="bob")
+        pushed = _changed(watching, INTERVAL + 5)
+        assert pushed.value(0, "password") == big
+        assert watching.next(0.5) is None  # nothing left over on the session after the parts
