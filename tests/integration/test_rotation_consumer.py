@@ -112,7 +112,8 @@ def test_restart_runs_the_command_again_with_the_changed_values(side: Side) -> N
     out, err = consumer.communicate(timeout=10)
     assert consumer.returncode == -signal.SIGTERM
     assert out == b"token *** file *:*:*:***:***\n" * 2  # old and new values masked
-    assert err == b""
+    # The shell may report its `sleep` killed by the forwarded TERM before it dies of it itself.
+    assert err.replace(b"Terminated\n", b"") == b""
     wait_for(lambda: side.log()[-1] == {"lease_end": 143}, what="the lease's end")
 
 
