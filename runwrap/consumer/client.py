@@ -9,10 +9,9 @@ fork safely afterwards.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runwrap.consumer.connections import Connection, Connections
 from runwrap.credential import FIELDS, Credential, Query
@@ -31,6 +30,9 @@ from runwrap.wire import framing, messages, noise_session
 from runwrap.wire.address import connect
 from runwrap.wire.identity import load_or_create_identity
 
+if TYPE_CHECKING:
+    from _socket import socket
+
 CONNECT_TIMEOUT = 10.0
 # A request may wait minutes for an approval with nothing on the wire; TCP keepalive is what notices
 # a listener whose host or link went away, in about idle + interval * count seconds.
@@ -40,7 +42,7 @@ KEEPALIVE = (5, 2, 3)  # idle, interval, count
 class Channel:
     """An authenticated Noise IK session with one listener."""
 
-    def __init__(self, sock: socket.socket, session: noise_session.Session, timeout: float) -> None:
+    def __init__(self, sock: socket, session: noise_session.Session, timeout: float) -> None:
         self.sock = sock
         self.session = session
         self.timeout = timeout
