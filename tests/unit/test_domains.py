@@ -54,3 +54,9 @@ def test_an_ascii_name_does_not_load_the_codec() -> None:
               "print('encodings.idna' in sys.modules)\n")
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert loaded == "False\n"
+
+
+def test_a_newline_inside_a_name_is_refused() -> None:
+    # The old label regex ended in `$`, which also matches before a final newline: "a\n.com" passed.
+    with pytest.raises(ValueError, match="not a domain name"):
+        normalize_domain("a\n.com")
