@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from urllib.parse import urlsplit
 
 from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
@@ -56,6 +55,8 @@ def host_of(uri_or_host: str) -> str:
     """The host of a URI (`https://github.com/login` -> `github.com`), or the text itself."""
     text = uri_or_host.strip()
     if "://" in text:
+        from urllib.parse import urlsplit  # the listener's; urllib.parse costs ~1.5 ms of a launch
+
         text = urlsplit(text).hostname or ""
     else:
         text = text.split("/", 1)[0].split(":", 1)[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runwrap import environment
@@ -145,7 +144,7 @@ def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> in
 
     harden()
     parent = dict(os.environ if environ is None else environ)
-    profile = lookup.find(args.profile, environ=parent, cwd=Path.cwd())
+    profile = lookup.find(args.profile, environ=parent, cwd=os.getcwd())
     request = Request.of_profile(profile)
     if args.dry_run:
         return _dry_run(profile, request, args.command, parent)
@@ -185,11 +184,11 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     child; whatever was fetched is wiped on every way out.
     """
     from runwrap.consumer.client import Endpoint
-    from runwrap.paths import layout
+    from runwrap.paths import config_dir
     from runwrap.supervise import supervisor
 
     argv = resolve(request, command, parent)
-    channel = Endpoint.pick(layout(parent), connection).open()
+    channel = Endpoint.pick_in(config_dir(parent), connection).open()
     secrets: tuple[Secret, ...] = ()
     try:
         claim = claim_for(command[0], request)

@@ -23,7 +23,7 @@ from runwrap.errors import (
     RunwrapError,
     from_code,
 )
-from runwrap.paths import Layout, private_dir
+from runwrap.paths import CONNECTIONS, CONSUMER_KEY, Layout, private_dir
 from runwrap.profile.model import CredentialSpec
 from runwrap.secret import Secret
 from runwrap.wire import framing, messages, noise_session
@@ -199,9 +199,14 @@ class Endpoint:
     @classmethod
     def pick(cls, lay: Layout, name: str | None) -> Endpoint:
         """The named connection, else the only one, else the default (ConfigError if unpaired)."""
-        connection = Connections(lay.connections).pick(name)
-        private_dir(lay.config)
-        return cls(connection, load_or_create_identity(lay.consumer_key))
+        return cls.pick_in(lay.config, name)
+
+    @classmethod
+    def pick_in(cls, config: str | os.PathLike[str], name: str | None) -> Endpoint:
+        """`pick` given the config folder (`paths.config_dir`): the exec path builds no Layout."""
+        connection = Connections(os.path.join(config, CONNECTIONS)).pick(name)
+        private_dir(config)
+        return cls(connection, load_or_create_identity(os.path.join(config, CONSUMER_KEY)))
 
     def open(self, timeout: float = CONNECT_TIMEOUT) -> Channel:
         return Channel.open(self.connection, self._private, timeout)

@@ -6,8 +6,8 @@ and the exec path, the API and `runwrap run` (one item named on the command line
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from runwrap.credential import Query
 from runwrap.record import FrozenRecord
@@ -40,7 +40,7 @@ class Profile(FrozenRecord):
         "timeout",
     )
     name: str
-    path: Path
+    path: str | os.PathLike[str]  # as the caller named it: the exec path passes strings (no pathlib)
     description: str
     connection: str | None
     credentials: tuple[CredentialSpec, ...]
@@ -50,15 +50,15 @@ class Profile(FrozenRecord):
     timeout: float | None
     kill_grace: float | None
 
-    def __init__(self, *, name: str, path: Path, description: str, connection: str | None,
+    def __init__(self, *, name: str, path: str | os.PathLike[str], description: str, connection: str | None,
                  credentials: tuple[CredentialSpec, ...], inherit: tuple[str, ...] | None, set: Mapping[str, str],
                  mask: bool, timeout: float | None, kill_grace: float | None) -> None:
         self._init(name=name, path=path, description=description, connection=connection, credentials=credentials,
                    inherit=inherit, set=set, mask=mask, timeout=timeout, kill_grace=kill_grace)
 
 
-def name_of(path: Path) -> str:
-    name = path.name
+def name_of(path: str | os.PathLike[str]) -> str:
+    name = os.path.basename(path)
     for suffix in SUFFIXES:
         name = name.removesuffix(suffix)
     return name
