@@ -9,6 +9,7 @@ and a failed fetch never starts a child.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -200,6 +201,7 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
         channel.close()
         raise
     child = Child(argv, env, secrets)
+    gc.enable()  # off while starting (runwrap.__main__); a long run must collect what it makes
     return supervisor.run(supervisor.Launch(
         argv=child.argv, env=child.env, secrets=child.secrets, mask=mask, timeout=timeout,
         kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease))

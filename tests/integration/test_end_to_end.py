@@ -261,7 +261,7 @@ EXEC_PATH_MAY_IMPORT = {
     "re", "re._casefix", "re._compiler", "re._constants", "re._parser", "sre_compile", "sre_constants", "sre_parse",
     "_sre", "_locale", "enum", "types", "functools", "_functools", "operator", "_operator", "collections",
     "_collections", "collections.abc", "itertools", "keyword", "reprlib", "copyreg", "typing", "_typing",
-    "contextlib", "warnings", "importlib", "__future__",
+    "contextlib", "warnings", "__future__",
     # the handshake: noiseprotocol's state machine, X25519 and ChaCha20-Poly1305 from cryptography's
     # Rust bindings (wire.noise_session), BLAKE2s without hashlib
     "noise", "noise.backends", "noise.backends.noise_backend", "noise.constants", "noise.exceptions",
@@ -274,6 +274,8 @@ EXEC_PATH_MAY_IMPORT = {
     "ctypes", "ctypes._endian", "_ctypes", "struct", "_struct",
     # the C socket (not socket.py), and what the supervisor needs: signals, poll, rlimits, terminals
     "_socket", "signal", "select", "resource", "errno", "termios", "fcntl", "binascii",
+    # built in: the collector is off while runwrap starts (runwrap.__main__)
+    "gc",
 }
 
 
