@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from runwrap.consumer.client import CONNECT_TIMEOUT, Channel, Endpoint, default_provenance
 from runwrap.credential import FIELDS, Credential, Query, is_field_name
@@ -59,7 +59,7 @@ class Client:
         return self._channel
 
     def credential(self, domain: str | None = None, id: str | None = None, *,
-                   fields: Iterable[str] = FIELDS, provenance: Mapping[str, Any] | None = None) -> Credential:
+                   fields: Iterable[str] = FIELDS, provenance: Mapping[str, str | int] | None = None) -> Credential:
         """One item's `fields` (default: all of them) as a `Credential` of `Secret`s.
 
         Name exactly one of `domain` (the item whose host is that domain or a parent of it) or `id`.
@@ -143,6 +143,6 @@ class Client:
     def _argv0() -> str | None:
         return sys.argv[0] if sys.argv and sys.argv[0] else None
 
-    def _provenance(self) -> dict[str, Any]:
+    def _provenance(self) -> dict[str, str | int]:
         # What the audit log and approval prompts show: the embedding program's name, pid and folder.
         return default_provenance(self._argv0())

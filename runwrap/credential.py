@@ -190,10 +190,13 @@ class Item(Record):
 class Credential(Mapping[str, Secret]):
     """The fields a consumer received, each a `Secret`; wiped by `wipe()` or on leaving a `with`."""
 
-    def __init__(self, fields: Mapping[str, Secret], available: Iterable[str] | None = None) -> None:
+    def __init__(self, fields: Mapping[str, Secret], available: Iterable[str] | None = None,
+                 ttl: float | None = None) -> None:
         self._fields = dict(fields)
         # When a field that was asked for is missing: the names of the fields the item does have.
         self.available: tuple[str, ...] | None = None if available is None else tuple(available)
+        # A dynamic secret's lease (seconds its read gave): it dies then unless a held lease renews it.
+        self.ttl = ttl
 
     def __getitem__(self, name: str) -> Secret:
         return self._fields[name]

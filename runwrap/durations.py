@@ -44,13 +44,24 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+_PERIOD_WORDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
+                 "hr": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+
+
 def parse_rate(text: str) -> tuple[int, float]:
-    """`N/PERIOD` (e.g. `60/1m`, `10/s`) as (count, seconds)."""
+    """`N/PERIOD` (`60/1m`, `5/min`, `5/minute`, `100/s`, `100/sec`, `3600/hour`) as (count, seconds)."""
     count, sep, period = text.partition("/")
-    if not sep or not count.strip().isdigit() or int(count) <= 0:
-        raise ValueError(f"not a rate: {text!r} (use N/PERIOD, e.g. 60/1m)")
-    period = period.strip()
-    seconds = parse_duration(period if period[:1].isdigit() else "1" + period)
+    if not sep or not count.strip().isdigit() or int(count) <= 0 or not period.strip():
+        raise ValueError(f"not a rate: {text!r} (use N/PERIOD, e.g. 60/1m, 5/min, 100/s, 3600/hour)")
+    period = period.strip().lower()
+    word = period[:-1] if period.endswith("s") and period[:-1] in _PERIOD_WORDS else period
+    if word in _PERIOD_WORDS:
+        seconds = _PERIOD_WORDS[word]
+    else:
+        try:
+            seconds = parse_duration(period if period[:1].isdigit() else "1" + period)
+        except ValueError:
+            raise ValueError(f"not a rate: {text!r} (use N/PERIOD, e.g. 60/1m, 5/min, 100/s, 3600/hour)") from None
     if seconds <= 0:
         raise ValueError(f"not a rate: {text!r} (the period must be longer than zero)")
     return int(count), seconds

@@ -138,7 +138,8 @@ class ProviderError(RunwrapError):
 
 class LeaseExhausted(ProviderError):
     """The secrets engine will not extend a dynamic secret's lease any further (its max TTL was reached,
-    or it is not renewable): the credential dies in `remaining` seconds (None: when its read said)."""
+    or it is not renewable): the credential dies in `remaining` seconds (None: when its read said).
+    Run the command again for a fresh credential, or raise the role's max_ttl on the server."""
 
     def __init__(self, message: str, remaining: float | None = None) -> None:
         super().__init__(message)
@@ -190,6 +191,7 @@ STATUSES: dict[type, tuple[int, int, int]] = {
     RateLimited: (EXIT_RUNWRAP, 4, 1),
     FingerprintMismatch: (EXIT_RUNWRAP, 5, 1),
     ProviderError: (EXIT_RUNWRAP, 1, 1),
+    LeaseExhausted: (EXIT_RUNWRAP, 1, 1),
     LeaseRevoked: (EXIT_RUNWRAP, 1, 1),
     CannotExecute: (EXIT_CANNOT_EXECUTE, 1, 1),
     CommandNotFound: (EXIT_NOT_FOUND, 1, 1),

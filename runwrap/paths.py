@@ -3,6 +3,8 @@
 With `RUNWRAP_HOME` set, everything lives under it (tests set it). Otherwise keys, connections and
 peers live under `$XDG_CONFIG_HOME/runwrap`, the audit log under `$XDG_STATE_HOME/runwrap`, and the
 socket under `$XDG_RUNTIME_DIR/runwrap` (or a 0700 folder of the user's in the temp dir).
+Folders runwrap creates are 0700; a folder that exists is used as it is, or refused if others could
+change what is in it (folder_for_files), never chmodded.
 """
 
 from __future__ import annotations
@@ -94,31 +96,50 @@ def layout(environ: Mapping[str, str] | None = None) -> Layout:
     else:
         import tempfile  # here: it pulls in shutil, random and compressors; the exec path rarely needs it
 
-        runtime = Path(tempfile.gettempdir()) / f"runwrap-{os.getuid()}"
+        runtime = runtime_in_tmp(Path(tempfile.gettempdir()), os.getuid())
     return Layout(config, state, runtime)
 
 
-def private_dir(path: _P) -> _P:
-    """Create `path` (and parents) with mode 0700; refuse one that others can enter or that isn't ours."""
-    os.makedirs(path, mode=0o700, exist_ok=True)  # the mode is the last folder's, as with Path.mkdir
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{path} is not a folder; move it away and run again")
-    if info.st_uid != os.getuid():
-        raise ConfigError(f"{path} belongs to uid {info.st_uid}, not to you; remove it and run again")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        os.chmod(path, 0o700)
-    return path
+MAX_TMP_TRIES = 100
 
 
-def folder_for_files(path: Path) -> Path:
-    """Make sure `path` is a folder that only we can change, for a file we keep in it (the audit log).
+def runtime_in_tmp(tmp: Path, uid: int) -> Path:
+    """The user's runtime folder in the shared temp dir: `runwrap-UID`, unless someone else made that
+    name first (another user's folder, a file, a link); then the first of `runwrap-UID-1`, `-2`, ...
+    that is free or a folder of ours. Listener and consumers pick the same one, since the choice
+    depends only on what is in the temp dir, so a squatter cannot keep the listener from starting."""
+    for n in range(MAX_TMP_TRIES):
+        candidate = tmp / (f"runwrap-{uid}" if n == 0 else f"runwrap-{uid}-{n}")
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            return candidate
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == uid:
+            return candidate
+    raise ConfigError(f"{tmp} holds {MAX_TMP_TRIES} folders named runwrap-{uid}* of other users; "
+                      "set XDG_RUNTIME_DIR (or RUNWRAP_HOME) to a folder of your own")
+
+
+def _lineage(path: str) -> list[str]:
+    """`path`'s parents, outermost first, then `path` (Path.parents in os.path: no pathlib)."""
+    chain = [path.rstrip("/") or "/"]
+    while (parent := os.path.dirname(chain[-1])) not in ("", chain[-1]):
+        chain.append(parent)
+    return chain[::-1]
+
+
+def folder_for_files(path: _P) -> _P:
+    """Make sure `path` is a folder that only we can change, for files we keep in it: the one rule
+    for every folder runwrap uses (config, state, runtime, the socket's, the audit log's).
 
     Missing folders (parents included) are created 0700. A folder that exists is never changed, since
     it may be someone else's choice (a sticky /tmp, a 2775 team folder): it is refused, with the reason,
     if another user could remove or replace the files in it.
     """
-    for folder in [*reversed(path.parents), path]:
+    named: str | os.PathLike[str] = path  # the bound, for os.fspath's overloads
+    for folder in _lineage(os.fspath(named)):
         try:
             os.mkdir(folder, 0o700)
         except FileExistsError:
@@ -151,7 +172,7 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, exclusive: bool 
     import tempfile
 
     folder, name = os.path.split(os.fspath(path))
-    private_dir(folder or ".")
+    folder_for_files(folder or ".")
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder or ".")  # mkstemp creates 0600
     try:
         with os.fdopen(fd, "wb") as handle:

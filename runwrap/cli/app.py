@@ -19,12 +19,12 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer._click.exceptions import UsageError as TyperUsageError
 
-from runwrap import __version__
+from runwrap.cli.profiles import profiles_app
+from runwrap.cli.tables import echo_table as _table
 from runwrap.errors import CONNECT, EXEC, OTHER, RunwrapError, UsageError, report, status
 
 if TYPE_CHECKING:
     from runwrap.paths import Layout
-    from runwrap.profile.model import Profile
 
 T = TypeVar("T")
 
@@ -54,7 +54,6 @@ app = typer.Typer(
 )
 connections_app = typer.Typer(help="The listeners this consumer is paired with.", no_args_is_help=True)
 peers_app = typer.Typer(help="The consumers paired with this listener.", no_args_is_help=True)
-profiles_app = typer.Typer(help="Find, show and check profiles.", no_args_is_help=True)
 app.add_typer(connections_app, name="connections")
 app.add_typer(peers_app, name="peers")
 app.add_typer(profiles_app, name="profiles")
@@ -63,6 +62,11 @@ _DEBUG = False  # --debug, taken off the command line by runwrap.__main__
 
 # The command families of runwrap.errors.STATUSES; every command not named here is OTHER.
 FAMILIES = {"exec": EXEC, "run": EXEC, "connect": CONNECT}
+
+
+# Which listener the owner's commands ask (runwrap.listener.manage.control_socket says how it is found).
+SocketOption = Annotated[Path | None, typer.Option(
+    "--socket", metavar="PATH", help="The listener's control socket (default: the running listener's).")]
 
 
 class Output(str, Enum):
@@ -78,7 +82,9 @@ class Approve(str, Enum):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"runwrap {__version__}")
+        from importlib.metadata import version  # the installed package's; read only for --version
+
+        typer.echo(f"runwrap {version('runwrap')}")
         raise typer.Exit(0)
 
 
@@ -142,6 +148,8 @@ def run(
     id: Annotated[str | None, typer.Option("--id", metavar="ID", help="The vault item id.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", metavar="VAR=FIELD", help="Repeatable.")] = None,
     env_all: Annotated[bool, typer.Option("--env-all", help="Every field as PREFIX+FIELD.")] = False,
+    file: Annotated[list[str] | None, typer.Option("--file", metavar="VAR=FIELD", help="Repeatable: the field as "
+                                                   "an in-memory file (mode 0400), VAR its /dev/fd path.")] = None,
     prefix: Annotated[str, typer.Option(metavar="PREFIX", help="Prefix for --env-all.")] = "AAC_",
     keep_env: Annotated[list[str] | None, typer.Option(
         "--keep-env", metavar="NAME", help="Also inherit NAME (a glob), repeatable.")] = None,
@@ -159,7 +167,8 @@ def run(
         raise UsageError("name exactly one of --domain or --id")
     args = launch.RunArgs(domain=domain, id=id, env=list(env or []), env_all=env_all, prefix=prefix,
                           keep_env=list(keep_env or []), connection=connection, mask=not no_mask,
-                          timeout=_duration("--timeout", timeout) if timeout else None, command=command)
+                          timeout=_duration("--timeout", timeout) if timeout else None, command=command,
+                          files=list(file or []))
     raise typer.Exit(launch.exec_run(args))
 
 
@@ -183,6 +192,7 @@ def connect(
             raise UsageError("name exactly one of --domain or --id")
         with Client(connection) as client, client.credential(domain=domain, id=id) as cred:
             values = {name: (cred[name].reveal() if name in cred else None) for name in FIELDS}
+            ttl = cred.ttl
     except Exception as exc:
         if output != Output.json:
             raise  # run_app reports it
@@ -193,6 +203,8 @@ def connect(
         for name, value in values.items():
             if value is not None:
                 typer.echo(f"{name}: {value}")
+        if ttl is not None:  # nothing holds a lease for it, so nothing renews or revokes it
+            typer.echo(f"note: a dynamic secret; it expires by its TTL in {ttl:g}s (connect holds no lease)")
 
 
 @app.command()
@@ -205,7 +217,7 @@ def pair(
     """Pair this consumer with a listener using CODE, the one-time code `runwrap invite` (or
     `runwrap listen`) printed there."""
     from runwrap.consumer.pairing import pair as do_pair
-    from runwrap.store import fingerprint
+    from runwrap.wire.identity import fingerprint
 
     lay = _layout()
     conn = do_pair(code, address or f"unix:{lay.socket}", name, lay)
@@ -215,7 +227,8 @@ def pair(
 @connections_app.command("list")
 def connections_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
     """The paired listeners."""
-    from runwrap.store import Connections, fingerprint
+    from runwrap.consumer.connections import Connections
+    from runwrap.wire.identity import fingerprint
 
     conns = Connections(_layout().connections)
     listed = list(conns.by_name.values())
@@ -231,7 +244,7 @@ def connections_list(output: Annotated[Output, typer.Option()] = Output.text) ->
 @connections_app.command("remove")
 def connections_remove(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
     """Forget the paired listener NAME."""
-    from runwrap.store import Connections
+    from runwrap.consumer.connections import Connections
 
     Connections(_layout().connections).remove(name)
     typer.echo(f"removed connection {name}")
@@ -254,8 +267,8 @@ def listen(
         metavar="DUR", help="How long --approve first remembers an answer.")] = "1h",
     approve_timeout: Annotated[str, typer.Option(
         metavar="DUR", help="An approval not answered in DUR is a no.")] = "2m",
-    rate: Annotated[str, typer.Option(metavar="N/PERIOD", help="Requests per peer (a token bucket: a burst "
-                                                                "of N, then N per PERIOD).")] = "120/1m",
+    rate: Annotated[str, typer.Option(metavar="N/PERIOD", help="Different items (and denied queries) one "
+                                                                "peer may receive per PERIOD.")] = "120/1m",
     audit_log: Annotated[Path | None, typer.Option(
         metavar="PATH", help="Where to write the audit log (default: the state folder's audit.log).")] = None,
     max_lease: Annotated[str | None, typer.Option(
@@ -295,11 +308,18 @@ def invite(
         "id:UUID, *).")] = None,
     ttl: Annotated[str, typer.Option(metavar="DUR", help="How long the code is valid.")] = "5m",
     output: Annotated[Output, typer.Option()] = Output.text,
+    socket: SocketOption = None,
 ) -> None:
-    """Ask the running local listener for a one-time pairing code."""
+    """Ask the running local listener for a one-time pairing code for a peer with a scope (required)."""
     from runwrap.listener import manage
 
-    code = manage.invite(_layout(), name, _scope("--scope", scope or []), _duration("--ttl", ttl, positive=True))
+    if not scope:  # least privilege: the whole vault only when asked for by name
+        raise UsageError("name what the peer may ask for: runwrap invite --name NAME --scope github.com "
+                         "(repeatable; --scope '*' for everything)")
+    lifetime = _duration("--ttl", ttl, positive=True)
+    if not 1.0 <= lifetime <= 7 * 86400.0:
+        raise UsageError(f"--ttl must be between 1s and 7d, not {ttl}")
+    code = manage.invite(_layout(), name, _scope("--scope", scope), lifetime, socket_path=socket)
     if output == Output.json:
         typer.echo(json.dumps({"code": code.code, "address": code.address, "expires_at": code.expires_at}))
     else:
@@ -308,27 +328,40 @@ def invite(
 
 
 @peers_app.command("list")
-def peers_list(output: Annotated[Output, typer.Option()] = Output.text) -> None:
-    """The paired consumers, their keys and scopes."""
-    from runwrap.store import Peers, fingerprint
+def peers_list(output: Annotated[Output, typer.Option()] = Output.text, socket: SocketOption = None) -> None:
+    """The paired consumers, their keys and scopes, and their running leases if the listener runs."""
+    from runwrap.listener import manage
+    from runwrap.listener.peers import Peers
+    from runwrap.wire.identity import fingerprint
 
-    peers = Peers(_layout().peers)
+    lay = _layout()
+    try:
+        leases: dict[str, int] | None = manage.status(lay, socket_path=socket).leases
+    except RunwrapError:
+        if socket is not None:
+            raise  # the listener named was not reached: say so rather than show the files as its state
+        leases = None
+    peers = Peers(lay.peers)
     rows: list[dict[str, Any]] = [{"name": p.name, "fingerprint": fingerprint(p.public_bytes), "scope": p.scope,
-                                   "paired_at": p.paired_at, "revoked": p.revoked} for p in peers.by_name.values()]
+                                   "paired_at": p.paired_at, "revoked": p.revoked,
+                                   "leases": None if leases is None else leases.get(p.name, 0)}
+                                  for p in peers.by_name.values()]
     if output == Output.json:
         typer.echo(json.dumps(rows))
         return
-    _table(["NAME", "KEY", "SCOPE", "PAIRED", "STATE"],
+    _table(["NAME", "KEY", "SCOPE", "PAIRED", "STATE", "LEASES"],
            [[r["name"], r["fingerprint"], " ".join(r["scope"]), r["paired_at"],
-             "revoked" if r["revoked"] else "active"] for r in rows], empty="no peers")
+             "revoked" if r["revoked"] else "active", "-" if r["leases"] is None else str(r["leases"])]
+            for r in rows], empty="no peers")
 
 
 @peers_app.command("revoke")
-def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
+def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
+                 socket: SocketOption = None) -> None:
     """Refuse peer NAME's key from now on and end its running children at once."""
     from runwrap.listener import manage
 
-    change = manage.revoke(_layout(), name)
+    change = manage.revoke(_layout(), name, socket_path=socket)
     if change.live:
         typer.echo(f"revoked {name}; ended {change.ended} running lease(s)")
     else:
@@ -337,12 +370,13 @@ def peers_revoke(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True
 
 @peers_app.command("scope")
 def peers_scope(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)],
-                patterns: Annotated[list[str], typer.Argument(metavar="PATTERN", hidden=True)]) -> None:
+                patterns: Annotated[list[str], typer.Argument(metavar="PATTERN", hidden=True)],
+                socket: SocketOption = None) -> None:
     """Replace peer NAME's scope with the PATTERNs (github.com, *.example.com, id:UUID, *); it applies
     to the peer's next request, even on an open session."""
     from runwrap.listener import manage
 
-    change = manage.set_scope(_layout(), name, _scope("PATTERN", patterns))
+    change = manage.set_scope(_layout(), name, _scope("PATTERN", patterns), socket_path=socket)
     typer.echo(f"scope of {name}: {' '.join(change.scope)}" + ("" if change.live else " (no listener is running)"))
 
 
@@ -351,12 +385,14 @@ def audit(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
     output: Annotated[Output, typer.Option(help="text (a table) or json (one event a line).")] = Output.text,
     file: Annotated[Path | None, typer.Option(
-        metavar="PATH", help="Read this audit log instead of the default.")] = None,
+        metavar="PATH", help="Read this audit log instead of the running listener's.")] = None,
+    socket: SocketOption = None,
 ) -> None:
     """Show the listener's audit log, oldest first (a torn last line from a crash is skipped)."""
     from runwrap.listener import audit as audit_log
+    from runwrap.listener import manage
 
-    path = file or _layout().audit_log
+    path = file or manage.audit_log(_layout(), socket)
     events, offset = audit_log.read_log(path, missing_ok=follow)
     header = [c.upper() for c in audit_log.COLUMNS]
     rows = [audit_log.format_row(e) for e in events]
@@ -379,56 +415,6 @@ def audit(
                 typer.echo("  ".join(c.ljust(w) for c, w in cells).rstrip())
     except BrokenPipeError:
         raise typer.Exit(0) from None  # `runwrap audit -f | head`: the reader has seen enough
-
-
-# ---- profiles ----
-
-@profiles_app.command("list")
-def profiles_list() -> None:
-    """Every profile runwrap can find, first hit per name."""
-    import os
-
-    from runwrap.profile import lookup as profiles
-
-    rows = [[name, str(path), desc] for name, path, desc in profiles.list_profiles(os.environ, Path.cwd())]
-    _table(["NAME", "PATH", "DESCRIPTION"], rows, empty="no profiles found")
-
-
-def _find_profile(name: str) -> Profile:
-    import os
-
-    from runwrap.profile import lookup as profiles
-
-    return profiles.find(name, environ=os.environ, cwd=Path.cwd())
-
-
-@profiles_app.command("show")
-def profiles_show(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]) -> None:
-    """What profile NAME asks for and what its child's environment will be."""
-    from runwrap.environment import DEFAULT_INHERIT
-
-    prof = _find_profile(name)
-    typer.echo(f"profile: {prof.name}\npath: {prof.path}")
-    if prof.description:
-        typer.echo(f"description: {prof.description}")
-    typer.echo(f"connection: {prof.connection or '(default)'}")
-    for spec in prof.credentials:
-        typer.echo(f"credential: {spec.query}: " + ", ".join(f"{v}={f}" for v, f in spec.env.items()))
-    typer.echo("inherit: " + " ".join(prof.inherit if prof.inherit is not None else DEFAULT_INHERIT))
-    if prof.set:
-        typer.echo("set: " + " ".join(sorted(prof.set)))
-    typer.echo(f"mask: {'yes' if prof.mask else 'no'}")
-    if prof.timeout:
-        typer.echo(f"timeout: {prof.timeout:g}s")
-    if prof.kill_grace is not None:
-        typer.echo(f"kill_grace: {prof.kill_grace:g}s")
-
-
-@profiles_app.command("check")
-def profiles_check(name: Annotated[str, typer.Argument(metavar="NAME|FILE", hidden=True)]) -> None:
-    """Validate a profile by NAME or FILE; exit 1 with FILE:LINE and the fix if it is wrong."""
-    prof = _find_profile(name)
-    typer.echo(f"ok: {prof.path} ({len(prof.credentials)} credential(s))")
 
 
 # ---- doctor and help ----
@@ -471,15 +457,6 @@ def help_(ctx: typer.Context) -> None:
     if words and exec_args.is_exec_form(words):  # `runwrap help exec`, `runwrap help PROFILE`
         raise typer.Exit(exec_args.main(["--help"]))
     raise typer.Exit(run_app([*words, "--help"], debug=_DEBUG))
-
-
-def _table(header: list[str], rows: list[list[str]], *, empty: str) -> None:
-    if not rows:
-        typer.echo(empty)
-        return
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 # ---- the one way out ----

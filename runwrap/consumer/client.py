@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runwrap.consumer.connections import Connection, Connections
@@ -23,7 +23,7 @@ from runwrap.errors import (
     RunwrapError,
     from_code,
 )
-from runwrap.paths import CONNECTIONS, CONSUMER_KEY, Layout, private_dir
+from runwrap.paths import CONNECTIONS, CONSUMER_KEY, Layout, folder_for_files
 from runwrap.profile.model import CredentialSpec
 from runwrap.secret import Secret
 from runwrap.wire import framing, messages, noise_session
@@ -37,6 +37,10 @@ CONNECT_TIMEOUT = 10.0
 # A request may wait minutes for an approval with nothing on the wire; TCP keepalive is what notices
 # a listener whose host or link went away, in about idle + interval * count seconds.
 KEEPALIVE = (5, 2, 3)  # idle, interval, count
+
+# What the consumer says it is about to do (argv[0], pid, profile, folder): its claim, shown in
+# approvals and the audit log; see default_provenance.
+Claim = Mapping[str, "str | int"]
 
 
 class Channel:
@@ -85,7 +89,7 @@ class Channel:
         return messages.decode(self.session.decrypt(frame))
 
     def request(self, query: Query, fields: Iterable[str] = FIELDS,
-                provenance: Mapping[str, Any] | None = None) -> Credential:
+                provenance: Claim | None = None) -> Credential:
         self._send({"type": messages.REQUEST, "query": query.to_wire(), "fields": list(fields),
                     "provenance": dict(provenance or {})})
         header, values = self._receive(time.monotonic() + self.timeout + 300)  # approval may take a while
@@ -100,9 +104,11 @@ class Channel:
         self.lease = str(header.get("lease") or "")
         available = header.get("available")
         names = [str(n) for n in available] if isinstance(available, list) else None
-        return Credential(values, available=names)
+        ttl = header.get("ttl")
+        return Credential(values, available=names,
+                          ttl=float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None)
 
-    def hold(self, provenance: Mapping[str, Any] | None = None) -> HeldLease:
+    def hold(self, provenance: Claim | None = None) -> HeldLease:
         self._send({"type": messages.HOLD, "provenance": dict(provenance or {})})
         return HeldLease(self)
 
@@ -152,26 +158,30 @@ class HeldLease:
             self.channel.close()
 
 
-def default_provenance(argv0: str | None = None, profile: str | None = None) -> dict[str, Any]:
+def default_provenance(argv0: str | None = None, profile: str | None = None) -> dict[str, str | int]:
     """What the consumer says it is about to do: its claim, shown in approvals and the audit log."""
     return {"argv0": os.path.basename(argv0) if argv0 else "", "pid": os.getpid(),
             "profile": profile or "", "cwd": os.path.basename(os.getcwd())}
 
 
-def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, provenance: Mapping[str, Any], *,
-          optional: bool = False) -> dict[str, Secret]:
+def fetch(channel: Channel, specs: Sequence[CredentialSpec], source: str, provenance: Claim, *,
+          optional: bool = False, on_item: Callable[[CredentialSpec, Credential], None] | None = None
+          ) -> dict[str, Secret]:
     """Every variable `specs` name, from one session; the listener is asked only for named fields.
 
     `source` is where the specs came from (a profile's path), for messages. A field the item lacks
     is an error naming the spec's line, unless `optional` (`run --env-all`: an item with no TOTP or
     notes simply sets no such variable). On any failure nothing is returned and every value fetched
-    so far is wiped.
+    so far is wiped. `on_item` sees each credential before it is wiped (the exec path copies the
+    fields of the spec's `files:` out of it).
     """
     injected: dict[str, Secret] = {}
     try:
         for spec in specs:
-            cred = channel.request(spec.query, sorted(set(spec.env.values())), provenance)
+            cred = channel.request(spec.query, spec.fields, provenance)
             try:
+                if on_item is not None:
+                    on_item(spec, cred)
                 for var, field in spec.env.items():
                     if field in cred:
                         injected[var] = Secret(cred[field].buffer)
@@ -205,7 +215,7 @@ class Endpoint:
     def pick_in(cls, config: str | os.PathLike[str], name: str | None) -> Endpoint:
         """`pick` given the config folder (`paths.config_dir`): the exec path builds no Layout."""
         connection = Connections(os.path.join(config, CONNECTIONS)).pick(name)
-        private_dir(config)
+        folder_for_files(config)
         return cls(connection, load_or_create_identity(os.path.join(config, CONSUMER_KEY)))
 
     def open(self, timeout: float = CONNECT_TIMEOUT) -> Channel:

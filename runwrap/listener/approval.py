@@ -11,48 +11,49 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runwrap.durations import format_duration
 
 if TYPE_CHECKING:
     from runwrap.credential import Query
-    from runwrap.listener.server import Listener
 
 
-@dataclass
-class Approvals:
-    """Approvals asked on the listener's terminal, one at a time; `first` answers, remembered."""
+class Approver:
+    """Asks the listener's owner (approve always|first) before the provider is asked.
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    remembered: dict[tuple[str, str], tuple[bool, float]] = field(default_factory=dict)
+    The questions go one at a time; with `first`, each (peer, query) answer is remembered `ttl`
+    seconds. `ask` is the terminal by default; tests and embedders pass their own.
+    """
 
+    def __init__(self, mode: str, *, ttl: float, timeout: float,
+                 ask: Callable[[str], bool | None] | None = None) -> None:
+        self.mode = mode  # never, always or first
+        self.ttl = ttl
+        # On the terminal, a question unanswered in `timeout` seconds is a no.
+        self.ask: Callable[[str], bool | None] = ask or (lambda text: ask_terminal(text, timeout))
+        self._lock = asyncio.Lock()
+        self._remembered: dict[tuple[str, str], tuple[bool, float]] = {}
 
-async def approve(listener: Listener, peer: str, query: Query, fields: list[str],
-                  claim: dict[str, str] | None) -> bool:
-    """Ask on the listener's terminal (approve always|first) before the provider is asked."""
-    mode = listener.options.approve
-    if mode == "never":
-        return True
-    key = (peer, str(query))
-    async with listener.approvals.lock:
-        if mode == "first":
-            remembered = listener.approvals.remembered.get(key)
-            if remembered and remembered[1] > time.monotonic():
-                return remembered[0]
-        prov = claim or {}
-        question = (f"\nrunwrap: peer {peer} asks for {query} (fields: {', '.join(fields)})\n"
-                    f"  it says it will run {prov.get('argv0') or '?'} with profile {prov.get('profile') or '-'} "
-                    f"(pid {prov.get('pid') or '?'}, folder {prov.get('cwd') or '?'}) — its claim, not proof\n"
-                    f"  allow{' for ' + format_duration(listener.options.approve_ttl) if mode == 'first' else ''}"
-                    "? [y/N] ")
-        timeout = listener.options.approve_timeout
-        ask: Callable[[str], bool | None] = listener.ask or (lambda text: ask_terminal(text, timeout))
-        answer = await asyncio.get_running_loop().run_in_executor(None, ask, question)
-        if mode == "first" and answer is not None:
-            listener.approvals.remembered[key] = (answer, time.monotonic() + listener.options.approve_ttl)
-        return bool(answer)
+    async def approve(self, peer: str, query: Query, fields: list[str], claim: dict[str, str] | None) -> bool:
+        if self.mode == "never":
+            return True
+        key = (peer, str(query))
+        async with self._lock:
+            if self.mode == "first":
+                remembered = self._remembered.get(key)
+                if remembered and remembered[1] > time.monotonic():
+                    return remembered[0]
+            prov = claim or {}
+            question = (f"\nrunwrap: peer {peer} asks for {query} (fields: {', '.join(fields)})\n"
+                        f"  it says it will run {prov.get('argv0') or '?'} with profile {prov.get('profile') or '-'} "
+                        f"(pid {prov.get('pid') or '?'}, folder {prov.get('cwd') or '?'}) — its claim, not proof\n"
+                        f"  allow{' for ' + format_duration(self.ttl) if self.mode == 'first' else ''}"
+                        "? [y/N] ")
+            answer = await asyncio.get_running_loop().run_in_executor(None, self.ask, question)
+            if self.mode == "first" and answer is not None:
+                self._remembered[key] = (answer, time.monotonic() + self.ttl)
+            return bool(answer)
 
 
 def ask_terminal(question: str, timeout: float = 120.0) -> bool | None:

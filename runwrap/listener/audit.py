@@ -31,15 +31,11 @@ from runwrap.credential import FIELDS
 from runwrap.errors import RunwrapError
 from runwrap.paths import folder_for_files
 
-# `scope` (a peer's scope changed) and `audit_gap` (the log could not be written for a while) are not
-# in SPEC's first list; see docs/policy.md for why they are here.
-EVENTS = ("pair", "pair_failed", "handshake_failed", "request", "lease_end", "revoke", "scope", "audit_gap")
-DECISIONS = ("allowed", "denied", "not_found", "rate_limited", "revoked", "error")
 COLUMNS = ("ts", "event", "peer", "query", "fields", "decision", "claim", "reason")
 # Events that record what happened whatever the log's state (a lease ended, a peer was revoked): kept
 # while the log is broken and written when it works again. Answers are never kept: one that could not
 # be recorded was never sent.
-KEPT = ("lease_end", "revoke")
+KEPT = ("lease_end", "revoke", "dynamic_renew", "dynamic_revoke")
 MAX_KEPT = 10_000
 OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),

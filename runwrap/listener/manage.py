@@ -7,6 +7,12 @@ the peers file a listener reads when it starts: revoking a peer and replacing it
 else falls back: a pairing code lives only in the listener's memory, and a status of a listener
 that is not there would be a guess. The CLI (`runwrap listen`, `invite`, `peers revoke|scope`,
 `doctor`) and the tests call these functions.
+
+Which listener: the `socket_path` given (`--socket`), else the one the running listener recorded
+(runwrap.listener.locator: a listener started with `--socket` is found too), else the default. A
+change that falls back to the files while a listener runs (the one named, or the recorded one) is
+made in the files and then reported as an error: that listener keeps serving the old state until it
+restarts, and its owner must know.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runwrap.errors import ConnectionFailed, HandshakeFailed, ProtocolError, RunwrapError, UsageError
-from runwrap.listener import policy
+from runwrap.listener import locator, policy
 from runwrap.listener.audit import AuditLog
+from runwrap.listener.peers import Peer, Peers
 from runwrap.paths import Layout
-from runwrap.store import Peer, Peers, fingerprint
 from runwrap.wire import framing
+from runwrap.wire.identity import fingerprint
 
 if TYPE_CHECKING:  # the server (asyncio and all) is loaded only by `serve`
     from runwrap.listener.server import Options
@@ -68,7 +75,7 @@ def control(lay: Layout, request: Mapping[str, Any], *, socket_path: Path | None
     ConnectionFailed if no listener answers there; RunwrapError with the listener's words if it
     refused the request.
     """
-    path = socket_path or lay.socket
+    path = control_socket(lay, socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT)
     try:
@@ -97,6 +104,22 @@ def control(lay: Layout, request: Mapping[str, Any], *, socket_path: Path | None
     return reply
 
 
+def control_socket(lay: Layout, socket_path: Path | None = None) -> Path:
+    """The control socket to ask: the one named, else the running listener's recorded one, else the default."""
+    if socket_path is not None:
+        return socket_path
+    found = locator.running(lay)
+    return found.control if found is not None else lay.socket
+
+
+def audit_log(lay: Layout, socket_path: Path | None = None) -> Path:
+    """The audit log of the listener at `socket_path` (asked), else of the recorded one, else the default."""
+    if socket_path is not None:
+        return Path(str(control(lay, {"op": "status"}, socket_path=socket_path).get("audit_log") or lay.audit_log))
+    found = locator.running(lay)
+    return found.audit_log if found is not None else lay.audit_log
+
+
 def invite(lay: Layout, name: str | None, scope: Sequence[str], ttl: float, *,
            socket_path: Path | None = None) -> Invitation:
     """A one-time pairing code from the running listener for a peer `name` with `scope`.
@@ -117,9 +140,12 @@ def status(lay: Layout, *, socket_path: Path | None = None) -> Status:
 
 
 def revoke(lay: Layout, name: str, *, socket_path: Path | None = None, audit_path: Path | None = None) -> Change:
-    """Refuse peer `name`'s key from now on, and end its running children if a listener runs."""
+    """Refuse peer `name`'s key from now on, and end its running children if a listener runs.
+
+    RunwrapError, after the peers file is changed, if a listener runs that could not be reached."""
+    target = control_socket(lay, socket_path)
     try:
-        reply = control(lay, {"op": "revoke", "name": name}, socket_path=socket_path)
+        reply = control(lay, {"op": "revoke", "name": name}, socket_path=target)
     except ConnectionFailed:
         pass
     else:
@@ -129,19 +155,23 @@ def revoke(lay: Layout, name: str, *, socket_path: Path | None = None, audit_pat
         peer.revoked = True
         return "peer revoked (listener not running)"
 
-    peer = _offline(lay, name, revoked, "revoke", "revoked", audit_path)
+    peer = _offline(lay, name, revoked, "revoke", "revoked", _audit_path(lay, audit_path))
+    _say_if_running(lay, socket_path, target, f"revoked {name} in the peers file only",
+                    "its running children keep their credentials until that listener stops")
     return Change(peer=name, scope=list(peer.scope), revoked=True, live=False)
 
 
 def set_scope(lay: Layout, name: str, patterns: Sequence[str], *, socket_path: Path | None = None,
               audit_path: Path | None = None) -> Change:
     """Replace peer `name`'s scope; a running listener applies it to the next request, even on an
-    open session. ValueError if a pattern is malformed or there is none."""
+    open session. ValueError if a pattern is malformed or there is none; RunwrapError, after the
+    peers file is changed, if a listener runs that could not be reached."""
     scope = [policy.check_pattern(p) for p in patterns]
     if not scope:
         raise ValueError("name at least one scope pattern (to refuse everything, revoke the peer)")
+    target = control_socket(lay, socket_path)
     try:
-        reply = control(lay, {"op": "scope", "name": name, "scope": scope}, socket_path=socket_path)
+        reply = control(lay, {"op": "scope", "name": name, "scope": scope}, socket_path=target)
     except ConnectionFailed:
         pass
     else:
@@ -151,8 +181,27 @@ def set_scope(lay: Layout, name: str, patterns: Sequence[str], *, socket_path: P
         old, peer.scope = peer.scope, scope
         return f"scope {' '.join(old)} -> {' '.join(scope)} (listener not running)"
 
-    peer = _offline(lay, name, rescoped, "scope", "allowed", audit_path)
+    peer = _offline(lay, name, rescoped, "scope", "allowed", _audit_path(lay, audit_path))
+    _say_if_running(lay, socket_path, target, f"changed the scope of {name} in the peers file only",
+                    "the running listener serves the old scope until it stops")
     return Change(peer=name, scope=list(peer.scope), revoked=peer.revoked, live=False)
+
+
+def _audit_path(lay: Layout, given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    found = locator.read(lay)  # the last listener's log, even if it is gone: the change belongs there
+    return found.audit_log if found is not None else None
+
+
+def _say_if_running(lay: Layout, socket_path: Path | None, target: Path, done: str, consequence: str) -> None:
+    """After a change fell back to the files: an error if a listener runs (or was named) that was not reached."""
+    found = locator.running(lay)
+    if socket_path is None and found is None:
+        return  # no listener runs: the files are where the change belongs
+    who = f"the listener (pid {found.pid})" if found is not None and socket_path is None else "the listener"
+    raise RunwrapError(f"{done}: {who} at unix:{target} could not be reached; {consequence}; "
+                       "the change holds when a listener next starts")
 
 
 def _offline(lay: Layout, name: str, change: Callable[[Peer], str], event: str, decision: str,

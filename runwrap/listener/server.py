@@ -6,15 +6,15 @@ One asyncio loop serves every connection. A connection starts with a preface nam
 - pair (SPAKE2 + Noise NNpsk0, runwrap.listener.invites): a consumer with a one-time code becomes a peer;
 - control (plain JSON, Unix socket, same uid only, runwrap.listener.control): `invite`, `peers revoke`,
   `peers scope`, status.
-This module binds, accepts, bounds and dispatches connections, keeps the state they share, writes the
-audit log, and shuts down. Any error ends that one connection, never the listener.
+This module makes the state the parts share (runwrap.listener.state) and wires each part to the pieces
+it uses; then it binds, accepts, bounds and dispatches connections, and shuts down. Any error ends
+that one connection, never the listener.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -24,27 +24,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from runwrap.errors import ProtocolError, RunwrapError
-from runwrap.listener import control, invites, policy, sessions
-from runwrap.listener.approval import Approvals
-from runwrap.listener.audit import AuditError, AuditLog
-from runwrap.listener.invites import DEFAULT_INVITE_TTL, Invite
-from runwrap.listener.sessions import LeaseState
-from runwrap.paths import Layout, private_dir
-from runwrap.store import Peers, load_or_create_identity
-from runwrap.wire import framing, noise_session
+from runwrap.listener import locator
+from runwrap.listener.approval import Approver
+from runwrap.listener.audit import AuditError
+from runwrap.listener.control import Control
+from runwrap.listener.invites import Pairing
+from runwrap.listener.sessions import Sessions
+from runwrap.listener.state import ListenerState
+from runwrap.paths import Layout, folder_for_files
+from runwrap.providers.base import Provider
+from runwrap.wire import framing
+from runwrap.wire.address import tcp_address
 
 MAX_CONNECTIONS = 2048
-DEFAULT_RATE = "120/1m"
 
 
 @dataclass
 class Options:
     provider_name: str = "example"
     approve: str = "never"
-    rate: tuple[int, float] = (120, 60.0)  # 120/1m: a burst of 120, then two a second, per peer
+    rate: tuple[int, float] = (120, 60.0)  # 120/1m: 120 different items a minute per peer
     max_lease: float | None = None
     tcp: tuple[str, int] | None = None
     socket_path: Path | None = None
@@ -54,41 +55,41 @@ class Options:
 
 
 class Listener:
-    def __init__(self, layout: Layout, provider: Any, options: Options,
+    """One listener: the shared state (runwrap.listener.state) and the parts wired to it.
+
+    Each part gets only the pieces it uses, as explicit arguments, so none of them imports this
+    module; this one binds, accepts and hands each connection to the part its preface names.
+    """
+
+    def __init__(self, layout: Layout, provider: Provider, options: Options,
                  *, out: Callable[[str], None] | None = None,
-                 ask: Callable[[str], bool] | None = None) -> None:
+                 ask: Callable[[str], bool] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.layout = layout
         self.provider = provider
         self.options = options
         self.out = out or (lambda line: print(line, flush=True))
-        self.ask = ask
-        private_dir(layout.config)
-        self.private = load_or_create_identity(layout.listener_key)
-        self.public = noise_session.public_key(self.private)
-        self.peers = Peers(layout.peers)
-        self.audit = AuditLog(options.audit_path or layout.audit_log)
-        self._audit_down = False  # said so on stderr; said again when it is back
-        self.invites: dict[str, Invite] = {}
-        self.leases: dict[str, dict[str, LeaseState]] = {}
-        self.buckets: dict[str, policy.TokenBucket] = {}
-        self.pair_failures: list[float] = []
-        self.approvals = Approvals()
+        self.state = state = ListenerState(layout, options.audit_path, handshakes=MAX_CONNECTIONS // 4)
+        approver = Approver(options.approve, ttl=options.approve_ttl, timeout=options.approve_timeout, ask=ask)
+        self.sessions = Sessions(private_key=state.keys.private, peers=state.peers, audit=state.audit,
+                                 handshaking=state.handshaking, leases=state.leases, provider=provider,
+                                 provider_name=options.provider_name, approver=approver, rate=options.rate,
+                                 max_lease=options.max_lease, clock=clock)
+        self.pairing = Pairing(keys=state.keys, peers=state.peers, invites=state.invites, audit=state.audit,
+                               handshaking=state.handshaking, out=self.out)
+        self.control = Control(peers=state.peers, audit=state.audit, leases=state.leases, invites=state.invites,
+                               end_lease=self.sessions.end_lease, address=lambda: self.address,
+                               provider_name=options.provider_name)
         self.connections = 0
         self.socket_path = options.socket_path or layout.socket
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped: asyncio.Event | None = None
 
-    # ---- addresses and invites ----
-
     @property
     def address(self) -> str:
         if self.options.tcp:
-            host, port = self.options.tcp
-            return f"tcp:{host}:{port}"
+            return tcp_address(*self.options.tcp)  # tcp:[::1]:PORT for IPv6
         return f"unix:{self.socket_path}"
-
-    def invite(self, name: str | None, scope: list[str], ttl: float) -> Invite:
-        return invites.issue(self.invites, name, scope, ttl)
 
     # ---- serving ----
 
@@ -97,7 +98,7 @@ class Listener:
         import stat
 
         self._stopped = asyncio.Event()
-        private_dir(self.socket_path.parent)
+        folder_for_files(self.socket_path.parent)
         with contextlib.suppress(FileNotFoundError):
             if not stat.S_ISSOCK(os.lstat(self.socket_path).st_mode):
                 raise RunwrapError(f"{self.socket_path} exists and is not a socket; move it away")
@@ -125,11 +126,6 @@ class Listener:
         unix = await asyncio.start_unix_server(self._accept_unix, sock=unix_sock, limit=framing.MAX_FRAME + 16,
                                                backlog=1024)
         self._servers.append(unix)
-        self.handshaking: dict[asyncio.StreamWriter, float] = {}
-        self.peers_seen: tuple[int, int, int] | None = None
-        with contextlib.suppress(OSError):  # what sessions.serve compares peers.json against
-            info = os.stat(self.peers.path)
-            self.peers_seen = (info.st_ino, info.st_mtime_ns, info.st_size)
         # Room for MAX_CONNECTIONS sockets: a listener that runs out of descriptors stops accepting.
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < MAX_CONNECTIONS + 256:
@@ -148,31 +144,32 @@ class Listener:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(RuntimeError):  # not the main thread (embedded in a test)
                 loop.add_signal_handler(signum, self._stopped.set)
+        addresses = dict.fromkeys([self.address, f"unix:{self.socket_path}"])
+        locator.record(self.layout, locator.Whereabouts(self.socket_path, os.getpid(), tuple(addresses),
+                                                        self.options.audit_path or self.layout.audit_log))
         self.out(f"runwrap: listening on {self.address} (provider {self.options.provider_name})")
         if self.options.tcp:
             self.out(f"runwrap: local control on unix:{self.socket_path}")
-        if not self.peers.by_name:
-            invite = self.invite(None, ["*"], DEFAULT_INVITE_TTL)
-            self.out(f"runwrap: no peers yet; pair a consumer within 5 minutes with:\n"
-                     f"    runwrap pair {invite.code} --address {self.address}")
-        syncer = asyncio.create_task(self._sync_audit())
+        if not self.state.peers.by_name:  # no code here: a code would have to guess the scope, i.e. grant *
+            self.out("runwrap: no peers yet; invite one with `runwrap invite --name NAME --scope PATTERN` "
+                     "(e.g. --scope github.com; --scope '*' for everything)")
+        syncer = asyncio.create_task(self.state.audit.follow())
         try:
             await self._stopped.wait()
         finally:
             syncer.cancel()
             for server in self._servers:
                 server.close()
-            for leases in list(self.leases.values()):
-                for state in list(leases.values()):
-                    sessions.record_lease_end(self, state, "the listener stopped")
-                    state.writer.close()
+            await self.sessions.dynamic.stop()  # dynamic secrets die with the leases they were served to
+            for lease in self.state.leases.all():
+                self.sessions.record_lease_end(lease, "the listener stopped")
+                lease.writer.close()
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+            locator.forget(self.layout, os.getpid())
             with contextlib.suppress(AuditError, OSError):
-                self.audit.close()
-            close = getattr(self.provider, "close", None)
-            if close:
-                close()
+                self.state.audit.close()
+            self.provider.close()
 
     def stop(self) -> None:
         if self._stopped is not None:
@@ -191,38 +188,6 @@ class Listener:
         finally:
             probe.close()
 
-    @property
-    def audit_broken(self) -> str | None:
-        """Why the audit log cannot be written now (requests are refused meanwhile), or None."""
-        return self.audit.broken
-
-    async def _sync_audit(self) -> None:
-        """Every second: follow a rotated, replaced or repaired log file (never blocking on it), put
-        the listener back in service once the log can be written again, then fsync it off the loop."""
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                if self.audit.check():  # on the loop: it may swap the fd that writes use
-                    self._audit_down = False
-                    print(f"runwrap: the audit log {self.audit.path} can be written again; serving requests",
-                          file=sys.stderr, flush=True)
-                await asyncio.to_thread(self.audit.sync)  # an fsync can take a while; requests go on
-            except AuditError as exc:
-                self._audit_failed(exc)
-
-    def _audit_failed(self, exc: AuditError) -> None:
-        if not self._audit_down:
-            self._audit_down = True
-            print(f"runwrap: {exc}; refusing requests until it can be written", file=sys.stderr, flush=True)
-
-    def log(self, event: str, **fields: Any) -> None:
-        """Audit, failing closed: a write that fails stops the answer it would describe."""
-        try:
-            self.audit.write(event, **fields)
-        except AuditError as exc:
-            self._audit_failed(exc)
-            raise
-
     async def _accept_unix(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # The socket's 0700 folder already keeps other users out; SO_PEERCRED (taken by the kernel at
         # connect time, not claimed by the peer) is the second lock, for a folder someone loosened.
@@ -234,8 +199,8 @@ class Listener:
             pid, uid = 0, -1
         if uid != os.getuid():
             with contextlib.suppress(AuditError):
-                self.log("handshake_failed", decision="denied",
-                         reason=f"a process of uid {uid} (pid {pid}) is not allowed on this socket")
+                self.state.audit.write("handshake_failed", decision="denied",
+                                       reason=f"a process of uid {uid} (pid {pid}) is not allowed on this socket")
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -251,31 +216,26 @@ class Listener:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, local: bool) -> None:
         """One connection, start to end. Whatever it sends, only it is torn down.
 
-        Until its handshake completes a connection sits in `handshaking`, oldest first; when that
-        table is full the oldest unauthenticated connection is dropped to make room, so idle or
-        slow-loris connections can delay nobody, and each one is dropped at its deadline anyway.
+        Until its handshake completes a connection is in the state's `handshaking` table, which
+        makes room by dropping the oldest (runwrap.listener.state.Handshaking).
         """
         if self.connections >= MAX_CONNECTIONS:
             writer.close()
             return
         self.connections += 1
-        pending: dict[asyncio.StreamWriter, float] = getattr(self, "handshaking", {})
-        if len(pending) >= MAX_CONNECTIONS // 4:
-            oldest = next(iter(pending))
-            del pending[oldest]
-            oldest.close()  # its own task sees EOF and ends
-        pending[writer] = time.monotonic()
+        handshaking = self.state.handshaking
+        handshaking.admit(writer)
         # One deadline for the whole handshake, however the peer spreads its bytes.
         deadline = time.monotonic() + framing.HANDSHAKE_TIMEOUT
         try:
             mode = await framing.read_preface(reader, framing.HANDSHAKE_TIMEOUT, deadline=deadline)
             if mode == framing.MODE_SESSION:
-                await sessions.serve(self, reader, writer, deadline)
+                await self.sessions.serve(reader, writer, deadline)
             elif mode == framing.MODE_PAIR:
-                await invites.pair(self, reader, writer, deadline + 2 * framing.HANDSHAKE_TIMEOUT)
+                await self.pairing.pair(reader, writer, deadline + 2 * framing.HANDSHAKE_TIMEOUT)
             elif local:
-                pending.pop(writer, None)
-                await control.serve(self, reader, writer)
+                handshaking.done(writer)
+                await self.control.serve(reader, writer)
             else:
                 raise ProtocolError("control connections are only accepted on the local socket")
         except (ProtocolError, AuditError, OSError, asyncio.IncompleteReadError):
@@ -284,18 +244,11 @@ class Listener:
             print(f"runwrap: internal error on one connection ({type(exc).__name__}); it was closed",
                   file=sys.stderr, flush=True)
         finally:
-            pending.pop(writer, None)
+            handshaking.done(writer)
             self.connections -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
-    async def reject(self, writer: asyncio.StreamWriter, code: str, message: str) -> None:
-        """Refuse a handshake (session or pair) with a code and a message the consumer shows."""
-        body = json.dumps({"code": code, "message": message}).encode()
-        writer.write(framing.encode(framing.REJECT + body))
-        with contextlib.suppress(OSError):
-            await writer.drain()
 
 
 def run(listener: Listener) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from runwrap.credential import Query
-from runwrap.profile.model import CredentialSpec, Profile, name_of
+from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
 
 MAX_ENTRY_BYTES = 2 * 1024 * 1024
 _SETTLE_NS = 2_000_000_000  # a file is cached only once its last change is this old
@@ -44,7 +44,7 @@ def key_of(info: os.stat_result) -> list[int]:
 # private, entries are opened without following symlinks, and an entry is taken only when its key
 # matches the file just opened.
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: credentials have files:
 _code_stamp: list[int] = []
 
 
@@ -53,7 +53,7 @@ def _stamp() -> list[int]:
     if not _code_stamp:
         _code_stamp.append(_CACHE_FORMAT)
         here = os.path.dirname(__file__)
-        for source in (__file__, os.path.join(here, "reader.py"), os.path.join(here, "model.py")):
+        for source in (__file__, *(os.path.join(here, name) for name in ("reader.py", "model.py", "files.py"))):
             try:
                 info = os.stat(source)
                 _code_stamp.extend([info.st_mtime_ns, info.st_size])
@@ -99,7 +99,8 @@ def get(cache: str, info: os.stat_result, path: str | os.PathLike[str]) -> Profi
             connection=data["connection"],
             credentials=tuple(
                 CredentialSpec(
-                    query=Query(**c["query"]), env=MappingProxyType(dict(c["env"])), line=c["line"]
+                    query=Query(**c["query"]), env=MappingProxyType(dict(c["env"])), line=c["line"],
+                    files=MappingProxyType({var: FileSpec(**f) for var, f in c["files"].items()}),
                 )
                 for c in data["credentials"]
             ),
@@ -139,7 +140,9 @@ def put(cache: str, info: os.stat_result, profile: Profile) -> None:
             "description": profile.description,
             "connection": profile.connection,
             "credentials": [
-                {"query": c.query.to_wire(), "env": dict(c.env), "line": c.line} for c in profile.credentials
+                {"query": c.query.to_wire(), "env": dict(c.env), "line": c.line,
+                 "files": {var: f.as_dict() for var, f in c.files.items()}}
+                for c in profile.credentials
             ],
             "inherit": None if profile.inherit is None else list(profile.inherit),
             "set": dict(profile.set),

@@ -20,10 +20,12 @@ from runwrap.credential import FIELDS, Query, is_field_name
 from runwrap.durations import parse_duration
 from runwrap.environment import is_valid_name, quote_name
 from runwrap.errors import ProfileError
-from runwrap.profile.model import CredentialSpec, Profile, name_of
+from runwrap.profile import files
+from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
 
 TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "timeout", "kill_grace")
-CREDENTIAL_KEYS = ("domain", "id", "env")
+CREDENTIAL_KEYS = ("domain", "id", "env", "files")
+FILE_KEYS = ("template", "field", "mode", "path")
 ENV_KEYS = ("inherit", "set")
 
 _STR = "tag:yaml.org,2002:str"
@@ -157,6 +159,10 @@ class _Reader:
                 )
         credentials = self.credentials(top["credentials"][1])
         inherit, set_ = self.env(top["env"][1]) if "env" in top else (None, {})
+        for spec in credentials:
+            for var, file in spec.files.items():
+                if var in set_:
+                    raise self.fail(file.line, f"{var} is also set in env.set", "rename one of them")
         mask = True
         if "mask" in top:
             node = top["mask"][1]
@@ -219,15 +225,15 @@ class _Reader:
                         f"{quote_name(item_id)} is not a vault item id",
                         "copy the item's id from the vault (letters, digits, . _ : -)",
                     ) from None
-            if "env" not in entry:
+            if "env" not in entry and "files" not in entry:
                 raise self.fail(
                     item,
                     "a credential has no env:",
-                    "add env: with lines VAR: field, e.g. DEPLOY_TOKEN: password",
+                    "add env: with lines VAR: field, e.g. DEPLOY_TOKEN: password (or files:)",
                 )
-            env_node = entry["env"][1]
-            variables = self.mapping(env_node, "a credential's env", None)
-            if not variables:
+            env_node = entry["env"][1] if "env" in entry else None
+            variables = self.mapping(env_node, "a credential's env", None) if env_node is not None else {}
+            if env_node is not None and not variables:
                 raise self.fail(
                     env_node,
                     "a credential's env is empty",
@@ -255,8 +261,60 @@ class _Reader:
                     )
                 claimed[var] = line
                 env[var] = field
-            specs.append(CredentialSpec(query=query, env=MappingProxyType(env), line=line))
+            made = self.files(entry["files"][1], claimed, line) if "files" in entry else {}
+            specs.append(CredentialSpec(query=query, env=MappingProxyType(env), line=line,
+                                        files=MappingProxyType(made)))
         return tuple(specs)
+
+    def files(self, node: Node, claimed: dict[str, int], line: int) -> dict[str, FileSpec]:
+        """A credential's files: VAR: {template: ... | field: ..., mode: ..., path: ...}."""
+        example = 'SSH_KEY: {field: notes}, or PGPASSFILE: {template: "*:*:*:{{username}}:{{password}}", mode: "0600"}'
+        entries = self.mapping(node, "a credential's files", None)
+        if not entries:
+            raise self.fail(node, "a credential's files is empty", f"add lines such as {example}")
+        made: dict[str, FileSpec] = {}
+        for var, (key_node, entry_node) in entries.items():
+            self.check_name(key_node, var)
+            if var in claimed:
+                where = "this credential" if claimed[var] == line else f"the credential on line {claimed[var]}"
+                raise self.fail(key_node, f"{var} is also set by {where}", "rename one of them")
+            entry = self.mapping(entry_node, f"the file {var}", FILE_KEYS)
+            if ("template" in entry) == ("field" in entry):
+                both = "both template: and field:" if "template" in entry else "neither template: nor field:"
+                raise self.fail(entry_node, f"the file {var} has {both}", "give exactly one of them")
+            try:
+                if "field" in entry:
+                    field_node = entry["field"][1]
+                    field = self.text(field_node, f"the field of {var}", fix="write a field name such as notes")
+                    if not is_field_name(field):
+                        raise self.fail(field_node, f"{quote_name(field)} is not a field name",
+                                        "write an item key: letters, digits, _ . -, not starting with a digit")
+                    template = None
+                else:
+                    field_node = entry["template"][1]
+                    field = None
+                    template = self.text(field_node, f"the template of {var}", fix=f"quote it: {example}")
+                    files.parse_template(template)
+                mode = files.DEFAULT_MODE
+                if "mode" in entry:
+                    field_node = entry["mode"][1]
+                    if not isinstance(field_node, yaml.ScalarNode) or field_node.tag not in (_STR, _NUMBER[0]):
+                        raise self.fail(field_node, f"the mode of {var} is {_kind(field_node)}",
+                                        'write an octal mode such as "0600"')
+                    mode = files.parse_mode(field_node.value)  # as written: 0600 stays 0600, not 384
+            except files.Refusal as refusal:
+                raise self.fail(field_node, f"{var}: {refusal.what}", refusal.fix) from None
+            path = False
+            if "path" in entry:
+                path_node = entry["path"][1]
+                if not isinstance(path_node, yaml.ScalarNode) or path_node.tag != _BOOL:
+                    raise self.fail(path_node, f"path of {var} is {_kind(path_node)}",
+                                    "write path: true or path: false")
+                path = path_node.value.lower() in ("true", "yes", "on")
+            claimed[var] = line
+            made[var] = FileSpec(template=template, field=field, mode=mode, path=path,
+                                 line=key_node.start_mark.line + 1)
+        return made
 
     def check_name(self, node: Node, name: str) -> None:
         if not is_valid_name(name):

@@ -1,5 +1,9 @@
 """The child's side of the fork: set up stdio, process group and signals, then execve.
 
+The child dies with runwrap: PR_SET_PDEATHSIG sends it SIGKILL when the supervisor ends, even by
+SIGKILL (SIGKILL, not TERM: a child that ignores or traps TERM would otherwise keep its secrets with
+nobody left to follow up, and runwrap itself only ends before the child when something went wrong).
+
 Only the forked child turns `Secret` values into `NAME=value` bytes, so runwrap itself never holds
 the environment as a copy it cannot wipe. An exec failure travels back to the parent through a
 close-on-exec pipe with its errno, as in ptyprocess, and becomes the shell's 127/126 error there.
@@ -15,6 +19,7 @@ from typing import NoReturn
 
 from runwrap.environment import to_exec_env
 from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
+from runwrap.linux import PR_SET_PDEATHSIG, prctl
 from runwrap.secret import Secret
 from runwrap.supervise import hardening, ptyio
 
@@ -22,17 +27,24 @@ from runwrap.supervise import hardening, ptyio
 class Plan:
     """How the child's stdio and process group are set up."""
 
-    def __init__(self, ignored: tuple[int, ...] = ()) -> None:
+    def __init__(self, ignored: tuple[int, ...] = (), inherit: tuple[int, ...] = ()) -> None:
         self.stdio: dict[int, int] = {}  # child fd -> fd to dup2 onto it
         self.own_group = False
         self.pty_slave: int | None = None
         self.ignored = ignored
+        self.inherit = inherit  # close-on-exec fds the command keeps at their numbers (secret files)
+        self.parent = os.getpid()  # the supervisor, which forks; the child must not outlive it
 
 
 def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report: int) -> NoReturn:
     """In the forked child: set up stdio, group and signals, convert the environment, execve."""
     code = 0
     try:
+        # Bound to the thread that forked (runwrap's only one on this path); cleared by the execve
+        # of a set-uid program. If runwrap died before this line, nobody would send the signal.
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != plan.parent:
+            os.kill(os.getpid(), signal.SIGKILL)
         if plan.pty_slave is not None:
             os.setsid()
             ptyio.make_controlling(plan.pty_slave)
@@ -40,6 +52,8 @@ def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report
             os.setpgid(0, 0)
         for target, source in plan.stdio.items():
             os.dup2(source, target)
+        for fd in plan.inherit:
+            os.set_inheritable(fd, True)
         for signo in range(1, signal.NSIG):
             if signo in (signal.SIGKILL, signal.SIGSTOP):
                 continue

@@ -1,218 +1,80 @@
 """The streaming masker: every injected value, and its common encodings, written as `***`.
 
-`variants(value)` lists the byte patterns masked for one value: the value, its standard and URL-safe
-base64 at the three alignments it can have inside a larger base64 stream, its percent encodings
-(`quote` and `quote_plus` forms) and JSON string escapings where they differ from the value, and each
-line of a multi-line value. Patterns shorter than `MIN_LEN` bytes are not masked: they would eat
-ordinary output, and so values that short are only counted (`Masker.short_values`) for a warning.
+What is masked is `mask_patterns.variants(value)`, looked for in three views of the output
+(see maskviews): the output itself; the output with the line breaks of wrapped encodings taken
+out (base64 -w N, xxd -p, od); and the output with JSON's \\uXXXX escapes rewritten (so any
+character may be \\u-escaped, in either case). Values shorter than `MIN_LEN` bytes are only counted
+(`Masker.short_values`) for a warning.
 
 `Masker` applies them to a stream. Whatever the split into `feed()` calls, the output equals masking
-the whole stream at once: every byte covered by any occurrence of any pattern is hidden, and each
-maximal run of hidden bytes becomes one `***`. `feed()` holds back only the longest tail that is a
-proper prefix of some pattern and returns everything before it at once; nothing is held because of
-time, and what is held is shorter than the longest pattern.
+the whole stream at once: every byte covered by an occurrence of a pattern in any view is hidden,
+and each maximal run of hidden bytes becomes one `***`. `feed()` holds back only the tail where a
+match may still start (the longest tail that is a proper prefix of a pattern, in any view, and a \\u
+escape the read cut short; never half an escape) and returns everything before it at once; nothing
+is held because of time. `release()` lets a held tail go early, for bytes known not to be the
+child's (a pty's echo).
 
-Hygiene: patterns live only in bytearrays, and held stream bytes only in two fixed bytearrays (the
-hold, and the scratch buffer where the hold meets the next chunk); `wipe()` zeroes them all and
-leaves the masker unusable. No secret goes into `re.compile` (a compiled regex cannot be wiped), a
-`str`, or a `bytes` we keep; the `bytes` that `binascii` returns are zeroed with `wipe_bytes` once
-copied. Tables indexed by byte value (first bytes, anchors) are lists that `wipe()` clears slot by
-slot. What this cannot reach: the caller's input chunks and the returned output (`bytes`, theirs).
+Hygiene: patterns live only in bytearrays, and held stream bytes in two fixed bytearrays (the hold,
+and the scratch buffer where the hold meets the next chunk); `wipe()` zeroes them all and leaves the
+masker unusable. The copies one step makes (a decoded view, the output without its line breaks) are
+bytearrays zeroed before the step returns. No secret goes into `re.compile` (a compiled regex cannot
+be wiped), a `str`, or a `bytes` we keep; the `bytes` that `binascii` returns are zeroed with
+`wipe_bytes` once copied. Tables indexed by byte value (first bytes, anchors) are lists that
+`wipe()` clears slot by slot. What this cannot reach: the caller's input chunks and the returned
+output (`bytes`, theirs).
 
-Speed: one `bytes.find` per pattern over each chunk costs about 0.2 ns a byte (CPython's fastsearch),
-which is plenty for a few values but grows with the pattern count. So each pattern gets an anchor,
-the byte of the pattern that is rarest in the stream so far; one `find` per anchor byte (memchr speed)
-visits the few places where a pattern could start, and only patterns whose anchors are common in
-this stream (random base64, say) fall back to their own `find`. The anchors are chosen again from a
-sample every `RESAMPLE_EVERY` feeds, and at once when an anchor turns out to be common.
+Speed: one search per pattern over each chunk grows with the pattern count. So each pattern gets an
+anchor, the byte of the pattern that is rarest in the stream so far; one `find` per anchor byte
+(memchr speed) visits the few places where a pattern could start, and only patterns whose anchors
+are common in this stream (random base64, hex) fall back to their own search (memmem, see memfind).
+The anchors are chosen again from a sample every `RESAMPLE_EVERY` feeds, and at once when an anchor
+turns out to be common. A line break is looked through only where an anchor hit is next to one, or
+for the patterns searched on their own; the \\u view is built only when a backslash occurs.
+Hex patterns have no rare byte in text with numbers or hex ids in it, so they cost a search each
+over every read: that is why hex is off unless asked for (README, Performance).
 """
 
 from __future__ import annotations
 
-import binascii
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
 from runwrap.secret import Secret, wipe_bytes
-
-MIN_LEN = 4
+from runwrap.supervise.mask_lines import FEW_PATTERNS, LineTails
+from runwrap.supervise.mask_patterns import MIN_LEN, dedupe, escape_safe, variants
+from runwrap.supervise.maskviews import WRAP_MAX, Decoded, decode_json, zero
+from runwrap.supervise.memfind import Finder, address
 
 # The anchor prefilter: a byte is a useful anchor while it occurs at most once in RARE_EVERY bytes
 # (beyond that a pattern's own find, ~0.2 ns a byte, is cheaper than visiting each hit in Python).
 RARE_EVERY = 2048
 RESAMPLE_EVERY = 256  # feeds (16 MiB of 64 KiB reads); a common anchor is dropped at once anyway
 SAMPLE_BYTES = 8192
-# Up to this many patterns the held-tail search goes pattern by pattern, beyond it position by position.
-FEW_PATTERNS = 16
 
-_B64_URLSAFE = bytes.maketrans(b"+/", b"-_")
-_PERCENT_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
-_HEX_UPPER = b"0123456789ABCDEF"
-_HEX_LOWER = b"0123456789abcdef"
-_JSON_SHORT = {0x22: b'\\"', 0x5C: b"\\\\", 0x08: b"\\b", 0x0C: b"\\f", 0x0A: b"\\n", 0x0D: b"\\r",
-               0x09: b"\\t"}
+HEX = False  # whether a Masker also masks each value's hex (see the module docstring)
 
-
-# --- the patterns of one value ------------------------------------------------------------------
-
-def variants(value: bytes | bytearray) -> list[bytearray]:
-    """Every pattern masked for `value`, deduplicated; empty when the value is shorter than MIN_LEN."""
-    if len(value) < MIN_LEN:
-        return []
-    found = [bytearray(value)]
-    found += _base64_fragments(value)
-    found.append(_percent(value, plus=False))
-    found.append(_percent(value, plus=True))
-    for ascii_only in (False, True):
-        escaped = _json_escape(value, ascii_only=ascii_only)
-        if escaped is not None:
-            found.append(escaped)
-    if b"\n" in value:
-        for line in bytearray(value).split(b"\n"):
-            if line.endswith(b"\r"):
-                stripped = line[:-1]
-                wipe_bytes(line)
-                line = stripped
-            found.append(line)
-    return _dedupe(found)
-
-
-def _dedupe(patterns: list[bytearray]) -> list[bytearray]:
-    """Drop short patterns and repeats, wiping every dropped copy; sorting needs no bytes copies."""
-    keep: list[bytearray] = []
-    for pattern in sorted(patterns):
-        if len(pattern) < MIN_LEN or (keep and keep[-1] == pattern):
-            wipe_bytes(pattern)
-        else:
-            keep.append(pattern)
-    return keep
-
-
-def _base64_fragments(value: bytes | bytearray) -> list[bytearray]:
-    """The base64 characters that depend only on `value`'s bytes, at offset 0, 1 and 2 mod 3.
-
-    Inside a larger encoding the first characters of the value's first group mix in the bytes before
-    it, and the last ones the bytes after it (or padding); what is left is the same whatever the
-    neighbours, so it is found wherever the value was encoded at that alignment.
-    """
-    out: list[bytearray] = []
-    size = len(value)
-    for lead in range(3):
-        total = lead + size
-        padded = bytearray(lead + size + (-total) % 3)
-        padded[lead:total] = value
-        encoded = binascii.b2a_base64(padded, newline=False)
-        wipe_bytes(padded)
-        # Character j of the encoding draws on bytes first_byte(j)..last_byte(j) of `padded`.
-        start = (0, 2, 3)[lead]
-        end = len(encoded)
-        while end > start and 3 * ((end - 1) // 4) + (0, 1, 2, 2)[(end - 1) % 4] >= total:
-            end -= 1
-        fragment = bytearray(memoryview(encoded)[start:end])
-        wipe_bytes(encoded)
-        out.append(fragment)
-        out.append(fragment.translate(_B64_URLSAFE))
-    return out
-
-
-def _percent(value: bytes | bytearray, *, plus: bool) -> bytearray:
-    """`urllib.parse.quote` (plus=False, '/' kept) or `quote_plus` (space as '+'), built in place."""
-    out = bytearray()
-    for byte in value:
-        if byte in _PERCENT_SAFE or (byte == 0x2F and not plus):
-            out.append(byte)
-        elif byte == 0x20 and plus:
-            out.append(0x2B)
-        else:
-            out += b"%"
-            out.append(_HEX_UPPER[byte >> 4])
-            out.append(_HEX_UPPER[byte & 15])
-    return out
-
-
-def _json_escape(value: bytes | bytearray, *, ascii_only: bool) -> bytearray | None:
-    """The inside of a JSON string holding `value`, as `json.dumps` writes it.
-
-    ascii_only=False is `ensure_ascii=False` (and most other encoders): bytes >= 0x80 pass through,
-    so any byte string has this form. ascii_only=True is Python's default, with \\uXXXX for every
-    code point outside ' '..'~'; it needs valid UTF-8, and is None otherwise.
-    """
-    out = bytearray()
-    i, size = 0, len(value)
-    while i < size:
-        byte = value[i]
-        if byte in _JSON_SHORT:
-            out += _JSON_SHORT[byte]
-            i += 1
-        elif byte < 0x20 or (ascii_only and byte == 0x7F):
-            _append_u_escape(out, byte)
-            i += 1
-        elif byte < 0x80 or not ascii_only:
-            out.append(byte)
-            i += 1
-        else:
-            point, width = _decode_utf8(value, i)
-            if point < 0:
-                wipe_bytes(out)
-                return None
-            if point > 0xFFFF:
-                point -= 0x10000
-                _append_u_escape(out, 0xD800 | (point >> 10))
-                _append_u_escape(out, 0xDC00 | (point & 0x3FF))
-            else:
-                _append_u_escape(out, point)
-            i += width
-    return out
-
-
-def _append_u_escape(out: bytearray, point: int) -> None:
-    out += b"\\u"
-    for shift in (12, 8, 4, 0):
-        out.append(_HEX_LOWER[(point >> shift) & 15])
-
-
-def _decode_utf8(data: bytes | bytearray, i: int) -> tuple[int, int]:
-    """The code point starting at data[i] and its length, or (-1, 0) if it is not valid UTF-8."""
-    lead = data[i]
-    if 0xC2 <= lead <= 0xDF:
-        width, point, least = 2, lead & 0x1F, 0x80
-    elif 0xE0 <= lead <= 0xEF:
-        width, point, least = 3, lead & 0x0F, 0x800
-    elif 0xF0 <= lead <= 0xF4:
-        width, point, least = 4, lead & 0x07, 0x10000
-    else:
-        return -1, 0
-    if i + width > len(data):
-        return -1, 0
-    for k in range(1, width):
-        byte = data[i + k]
-        if byte & 0xC0 != 0x80:
-            return -1, 0
-        point = (point << 6) | (byte & 0x3F)
-    if point < least or point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
-        return -1, 0
-    return point, width
-
-
-# --- the streaming masker -----------------------------------------------------------------------
-
-class Masker:
+class Masker(LineTails):
     """Masks a byte stream fed in pieces; see the module docstring for the guarantees."""
 
-    __slots__ = ("_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run", "_maxlen",
-                 "_next_sample", "_pairs", "_patterns", "_replacement", "_scratch", "_wiped", "short_values")
+    __slots__ = ("_alphabet", "_anchors", "_by_first", "_carry", "_find_alone", "_held", "_hold", "_in_run",
+                 "_lined", "_maxlen", "_next_sample", "_pairs", "_patterns", "_replacement", "_scratch", "_wanted",
+                 "_where", "_wiped", "short_values")
 
     def __init__(self, values: Iterable[bytes | bytearray | Secret], *,
-                 replacement: bytes = b"***") -> None:
+                 replacement: bytes = b"***", hex: bool = HEX) -> None:
         self.short_values = 0
         found: list[bytearray] = []
         for value in values:
             raw = value.buffer if isinstance(value, Secret) else value
             if 0 < len(raw) < MIN_LEN:
                 self.short_values += 1
-            found += variants(raw)
+            found += variants(raw, hex=hex)
         # Longest first: the held-tail search can then stop at the first pattern too short to matter.
-        self._patterns = sorted(_dedupe(found), key=len, reverse=True)
+        self._patterns = sorted(dedupe(found), key=len, reverse=True)
+        # Patterns that hold a line break (a multi-line value whole) are not searched across breaks.
+        self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern}
+        self._where = {id(pattern): address(pattern) for pattern in self._patterns}  # for memmem
         self._replacement = bytes(replacement)
         self._maxlen = len(self._patterns[0]) if self._patterns else 0
         self._hold = bytearray(max(self._maxlen - 1, 0))  # fixed size: never reallocated, so no stale copies
@@ -222,6 +84,13 @@ class Masker:
         self._in_run = False  # the last byte emitted was hidden, so a run continuing it adds no ***
         self._wiped = False
         self._next_sample = 0  # feeds until the anchors are chosen again
+        # The line the buffer starts in, as far as it goes before the buffer (kept while it could still
+        # decide a line break: up to WRAP_MAX bytes), its length, and whether a '\r' that a '\n'
+        # may follow ended it. A fixed bytearray, zeroed by wipe().
+        self._lead = bytearray(WRAP_MAX)
+        self._lead_len = 0
+        self._lead_cr = False
+        self._memo: dict[int, bool] = {}  # line breaks already judged in this step
         # Patterns by first byte (index = byte value), for the held-tail search over many patterns.
         self._by_first: list[list[bytearray] | None] = [None] * 256
         for pattern in self._patterns:
@@ -235,6 +104,13 @@ class Masker:
         if self._pairs:
             for pattern in self._patterns:
                 self._pairs[pattern[0] << 8 | pattern[1]] = 1
+        # Every byte value that occurs in a pattern: flags by value, and the values once (for the
+        # held-tail search and the \\u view). Both zeroed by wipe().
+        self._wanted = bytearray(256)
+        for pattern in self._patterns:
+            for byte in pattern:
+                self._wanted[byte] = 1
+        self._alphabet = bytearray(byte for byte in range(256) if self._wanted[byte])
         # The prefilter: (anchor byte, [(pattern, offset of the anchor in it)]) and the patterns
         # searched on their own. Until the first sample every pattern is searched on its own.
         # Each anchor is a list [byte, group] so that wipe() can overwrite the byte in place.
@@ -287,19 +163,35 @@ class Masker:
         """At the end of the stream: the held tail, masked. The masker can then take a new stream."""
         if self._wiped:
             raise RuntimeError("this Masker was wiped")
-        if not self._held:
-            self._carry, self._in_run = 0, False
-            return b""
         try:
+            if not self._held:
+                return b""
             return self._step(self._hold, self._held, final=True)
         finally:
             self._carry, self._in_run = 0, False
+            self._new_line()
+
+    @property
+    def held(self) -> int:
+        """How many bytes of the stream are held back, waiting to see whether a value follows."""
+        return self._held
+
+    def release(self) -> bytes:
+        """The held tail now, masked as far as it goes, while the stream goes on: for bytes known not
+        to be the child's (a terminal's echo of what the user typed, see streams.Stream)."""
+        if self._wiped:
+            raise RuntimeError("this Masker was wiped")
+        if not self._held:
+            return b""
+        return self._step(self._hold, self._held, final=True, ending=False)
 
     def wipe(self) -> None:
         """Zero every pattern, the held stream bytes and the byte-indexed tables; the masker is spent."""
         for pattern in self._patterns:
             wipe_bytes(pattern)
         self._patterns.clear()
+        self._lined.clear()
+        self._where.clear()
         self._find_alone.clear()
         for anchor in self._anchors:
             anchor[1].clear()
@@ -308,19 +200,46 @@ class Masker:
         for index in range(256):
             self._by_first[index] = None
         wipe_bytes(self._pairs)
+        wipe_bytes(self._alphabet)
+        wipe_bytes(self._wanted)
         wipe_bytes(self._hold)
         wipe_bytes(self._scratch)
         self._held = self._carry = 0
         self._in_run = False
+        wipe_bytes(self._lead)
+        self._lead_len, self._lead_cr = 0, False
         self._wiped = True
 
     # -- one step over a buffer --
 
-    def _step(self, work: bytes | bytearray, size: int, *, final: bool) -> bytes:
-        """Mask work[:size]: emit up to the held tail (or everything, if final) and keep the tail."""
-        spans = self._matches(work, size)
-        cut = size if final else self._tail_start(work, size)
-        out = self._render(work, size, cut, spans)
+    def _step(self, work: bytes | bytearray, size: int, *, final: bool, ending: bool = True) -> bytes:
+        """Mask work[:size]: emit up to the held tail (or everything, if final) and keep the tail.
+        `ending`: a final step ends the stream (flush) rather than letting it go on (release)."""
+        if self._memo:
+            self._memo.clear()
+        spans = self._search(work, size, wrap=True)
+        views: list[Decoded] = []
+        if work.find(b"\\", 0, size) >= 0:  # cheap (memchr); in most output there is none
+            view = decode_json(work, size, self._wanted, final=final)
+            if view is not None:
+                views.append(view)
+        if final:  # the end of the stream, or a release (which still ends at an escape's start)
+            cut = size if ending else escape_safe(work, size)
+        if not views:
+            if not final:
+                cut = escape_safe(work, min(self._tail_start(work, size), self._wrap_tail(work, size)))
+            out = self._render(work, size, cut, spans)
+        else:
+            try:
+                for view in views:
+                    spans += [(view.start_of(start), view.end_of(end))
+                              for start, end in self._search(view.view, len(view.view), wrap=False)]
+                if not final:
+                    cut = self._cut(work, size, views)
+                out = self._render(work, size, cut, spans)
+            finally:
+                for view in views:
+                    view.wipe()
         # Coverage reaching past the cut comes only from matches that start before it; matches that
         # start inside the held tail are found again next time.
         carry = 0
@@ -330,26 +249,42 @@ class Masker:
         if self._carry > cut:
             carry = max(carry, self._carry - cut)
         self._carry = carry
+        if not (final and ending):
+            self._advance_lead(work, cut)
         tail = size - cut
         if work is not self._hold:
+            self._hold[:tail] = memoryview(work)[cut:size]
+        elif tail and cut:  # a release that keeps a backslash: move it to the front (no overlap: cut >= tail)
             self._hold[:tail] = memoryview(work)[cut:size]
         if self._held > tail:  # leave no stale stream bytes behind the new tail
             self._hold[tail:self._held] = bytes(self._held - tail)
         self._held = tail
         return out
 
-    def _matches(self, work: bytes | bytearray, size: int) -> list[tuple[int, int]]:
-        """(start, end) of every occurrence of every pattern in work[:size], overlapping ones included."""
+    def _cut(self, work: bytes | bytearray, size: int, views: list[Decoded]) -> int:
+        """Where the held tail starts: the earliest place a match could still start, in the output
+        itself, across line breaks, or in the view with \\u escapes rewritten; never inside an escape."""
+        cut = min(self._tail_start(work, size), self._wrap_tail(work, size))
+        for view in views:
+            cut = min(cut, self._view_tail(view, size))
+        for view in views:  # a \\u escape is rewritten whole or not at all: held or emitted whole
+            start = view.escape_around(cut)
+            if start >= 0:
+                cut = start
+        return escape_safe(work, cut)
+
+    # -- finding matches --
+
+    def _search(self, work: bytes | bytearray, size: int, *, wrap: bool) -> list[tuple[int, int]]:
+        """(start, end) of every occurrence of every pattern in work[:size], overlapping ones included;
+        with `wrap`, also those a seen-through line break splits."""
         spans: list[tuple[int, int]] = []
         find = work.find
-        for pattern in self._find_alone:
-            at = find(pattern, 0, size)
-            while at >= 0:
-                spans.append((at, at + len(pattern)))
-                at = find(pattern, at + 1, size)
+        self._search_alone(work, size, self._find_alone, spans, wrap=wrap)
         # Anchored patterns: visit each place the (rare) anchor byte occurs.
         budget = max(64, 4 * size // RARE_EVERY)
         startswith = work.startswith
+        lined = self._lined
         common: list[list[Any]] = []
         for anchor in self._anchors:
             byte, group = anchor
@@ -364,6 +299,11 @@ class Masker:
                     start = at - offset
                     if start >= 0 and startswith(pattern, start, size):
                         found.append((start, start + len(pattern)))
+                    elif wrap and find(b"\n", max(start, 0), min(start + len(pattern) + 1, size)) >= 0 \
+                            and id(pattern) not in lined:
+                        span = self._wrapped_at(work, size, pattern, offset, at)
+                        if span is not None:
+                            found.append(span)
                 at = find(byte, at + 1, size)
             if visits > budget:
                 common.append(anchor)
@@ -373,67 +313,86 @@ class Masker:
             # This anchor is common here after all: search its patterns alone from now on, and
             # pick anchors again at the next feed.
             self._anchors = [anchor for anchor in self._anchors if all(anchor is not c for c in common)]
+            moved: list[bytearray] = []
             for anchor in common:
                 anchor[0] = 0
-                for pattern, _offset in anchor[1]:
-                    self._find_alone.append(pattern)
-                    at = find(pattern, 0, size)
-                    while at >= 0:
-                        spans.append((at, at + len(pattern)))
-                        at = find(pattern, at + 1, size)
+                moved += [pattern for pattern, _offset in anchor[1]]
+            self._find_alone += moved
+            self._search_alone(work, size, moved, spans, wrap=wrap)
             self._next_sample = 0
         return spans
 
-    def _tail_start(self, work: bytes | bytearray, size: int) -> int:
-        """Where the longest tail of work[:size] that is a proper prefix of some pattern starts."""
-        if len(self._patterns) <= FEW_PATTERNS:
-            return self._tail_start_by_pattern(work, size)
-        return self._tail_start_by_position(work, size)
+    def _search_alone(self, work: bytes | bytearray, size: int, patterns: list[bytearray],
+                      spans: list[tuple[int, int]], *, wrap: bool) -> None:
+        """Each pattern's own find over the buffer, or over its copy with the line breaks taken out."""
+        if not patterns:
+            return
+        if wrap and work.find(b"\n", 0, size) >= 0:
+            lined = self._lined
+            if not lined:  # the usual case: no multi-line value, every pattern may be wrapped
+                self._search_joined(work, size, patterns, spans)
+                return
+            joined = [pattern for pattern in patterns if id(pattern) not in lined]
+            if joined:
+                self._search_joined(work, size, joined, spans)
+                patterns = [pattern for pattern in patterns if id(pattern) in lined]
+        if patterns:
+            self._find_each(work, size, patterns, spans)
 
-    def _tail_start_by_pattern(self, work: bytes | bytearray, size: int) -> int:
-        """For a few patterns: look for each one's first byte in the window it could start in."""
-        best = size
-        find = work.find
-        with memoryview(work) as view:
-            for pattern in self._patterns:  # longest first, so the window below only shrinks
-                low = max(size - len(pattern) + 1, 0)
-                if low >= best:
+    def _find_each(self, work: bytes | bytearray, size: int, patterns: list[bytearray],
+                   spans: list[tuple[int, int]]) -> None:
+        finder = Finder(work, size)
+        try:
+            where = self._where
+            for pattern in patterns:
+                finder.find_all(pattern, where[id(pattern)], spans)
+        finally:
+            finder.close()
+
+    def _search_joined(self, work: bytes | bytearray, size: int, patterns: list[bytearray],
+                       spans: list[tuple[int, int]]) -> None:
+        """Find patterns in work[:size] with every line break (\\n, \\r\\n) removed, and keep the
+        matches that cross only seen-through breaks, in the buffer's own positions."""
+        if isinstance(work, bytearray) and len(work) == size:
+            flat = work  # bytearray.replace always makes a new bytearray, so this stays the caller's
+        else:  # a copy of this step only (the buffer may run on past it), ours to zero
+            with memoryview(work) as view:
+                flat = bytearray(view[:size])
+        if flat.find(b"\r") >= 0:
+            crlf = flat.replace(b"\r\n", b"\n")
+            if flat is not work:
+                zero(flat)
+            flat = crlf
+        joined = flat.replace(b"\n", b"")
+        if flat is not work:
+            zero(flat)
+        found: list[tuple[int, int]] = []
+        self._find_each(joined, len(joined), patterns, found)
+        zero(joined)
+        if not found:
+            return
+        # Map back: the breaks in order, each with where it sits in the joined copy.
+        found.sort()
+        at_joined: list[int] = []   # position in the joined copy of the byte after each break
+        starts: list[int] = []      # where each break starts in the buffer
+        removed: list[int] = [0]    # bytes removed up to and including each break
+        scan = 0
+        for start, end in found:
+            while True:
+                newline = work.find(b"\n", scan, size)
+                if newline < 0:
                     break
-                first, second = pattern[0], pattern[1]
-                at = find(first, low, best)
-                while at >= 0:
-                    # The second byte rules out nearly every candidate without slicing a view.
-                    if at + 1 == size or work[at + 1] == second:
-                        with view[at:size] as rest:
-                            if pattern.startswith(rest):
-                                best = at
-                                break
-                    at = find(first, at + 1, best)
-        return best
-
-    def _tail_start_by_position(self, work: bytes | bytearray, size: int) -> int:
-        """For many patterns: walk the last maxlen-1 positions, trying the patterns that start there.
-
-        One table lookup a position (its byte and the next) rules out nearly every place; every
-        pattern is at least MIN_LEN long, so a one-byte tail is held whenever a pattern starts with it.
-        """
-        by_first, pairs = self._by_first, self._pairs
-        with memoryview(work) as view:
-            for at in range(max(size - self._maxlen + 1, 0), size - 1):
-                first, second = work[at], work[at + 1]
-                if not pairs[first << 8 | second]:
-                    continue
-                for pattern in by_first[first] or ():  # longest first
-                    if len(pattern) <= size - at:
-                        break
-                    if pattern[1] != second:
-                        continue
-                    with view[at:size] as rest:
-                        if pattern.startswith(rest):
-                            return at
-        if size and by_first[work[size - 1]] is not None:
-            return size - 1
-        return size
+                first = newline - 1 if newline > scan and work[newline - 1] == 0x0D else newline
+                if first - removed[-1] > end - 1:
+                    break
+                at_joined.append(first - removed[-1])
+                starts.append(first)
+                removed.append(removed[-1] + newline + 1 - first)
+                scan = newline + 1
+            before = bisect_right(at_joined, start)
+            inside = bisect_right(at_joined, end - 1)
+            if all(self._transparent(work, starts[k]) for k in range(before, inside)):
+                spans.append((start + removed[before], end - 1 + removed[inside] + 1))
 
     def _render(self, work: bytes | bytearray, size: int, cut: int, spans: list[tuple[int, int]]) -> bytes:
         """work[:cut] with every covered run written as one replacement."""

@@ -1,11 +1,15 @@
 """The terminal side of the supervisor: a pty for the child, raw mode for runwrap's terminal.
 
-When runwrap's stdout is a terminal and masking is on, the child gets a pty so `isatty` stays true
-and colours, prompts and line editing keep working, while runwrap reads everything it prints.
-runwrap's own terminal goes into raw mode so keys pass straight through to the pty — except that
-ISIG stays on: Ctrl-C, Ctrl-\\ and Ctrl-Z still signal runwrap's process group (and a calling
-shell script's, which is what Cracauer's "wait and cooperative exit" needs); the supervisor passes
-them on to the pty's foreground group.
+When masking is on and runwrap has a terminal (a controlling terminal, or one on stdin, stdout or
+stderr), the child gets a pty instead: as its controlling terminal, so what it writes to /dev/tty
+is masked too, and on each of its stdin, stdout and stderr that is a terminal for runwrap, so
+`isatty` stays true and colours, prompts and line editing keep working. The child never holds an
+fd of the real terminal, so nothing it writes there bypasses the masker. runwrap's own terminal
+goes into raw mode so keys pass straight through to the pty — except that ISIG stays on: Ctrl-C,
+Ctrl-\\ and Ctrl-Z still signal runwrap's process group (and a calling shell script's, which is
+what Cracauer's "wait and cooperative exit" needs); the supervisor passes them on to the pty's
+foreground group. runwrap leaves the terminal alone when it finds it out of canonical mode: another
+program in the pipeline (`| less`) is reading keys from it, and two readers would split them.
 """
 
 from __future__ import annotations
@@ -53,6 +57,20 @@ def open_pty(like: int, size_from: int) -> tuple[int, int]:
     return master, slave
 
 
+def open_terminal() -> tuple[int, bool] | None:
+    """runwrap's terminal, opened anew for its own use, and whether it is the controlling one.
+
+    /dev/tty, else the first of stdout, stderr and stdin that is a terminal; None without any.
+    """
+    paths = [("/dev/tty", True), *((f"/proc/self/fd/{fd}", False) for fd in (1, 2, 0) if os.isatty(fd))]
+    for path, controlling in paths:
+        try:
+            return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), controlling
+        except OSError:  # /dev/tty: ENXIO without a controlling terminal, EIO once it hung up
+            continue
+    return None
+
+
 def make_controlling(slave: int) -> None:
     """In the forked child, after setsid(): make the pty slave its controlling terminal."""
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -74,21 +92,36 @@ def foreground_group(master: int) -> int | None:
 
 
 class RawMode:
-    """Raw mode for runwrap's terminal that keeps ISIG, and restores the saved modes on demand."""
+    """Raw mode for runwrap's terminal that keeps ISIG, and restores the saved modes on demand.
 
-    def __init__(self, fd: int) -> None:
+    `keep_output`: leave output processing (OPOST) on, for when runwrap's stdout is not this
+    terminal: the rest of the pipeline (`| grep`) writes to it too and needs its newlines made CR LF;
+    the pty's output, already processed, passes unchanged but for a CR before each CR LF. (A
+    full-screen program drawing on /dev/tty while its stdout is piped then has its bare LFs made
+    CR LF too: rarer, and the lesser harm.)
+    """
+
+    def __init__(self, fd: int, keep_output: bool = False) -> None:
         self.fd = fd
+        self.keep_output = keep_output
         self.saved = termios.tcgetattr(fd)
         self.active = False
+        self.yielded = False  # another program reads keys from this terminal: do not read them too
 
     def enter(self) -> None:
         if self.active or not is_foreground(self.fd):
             return
         mode = termios.tcgetattr(self.fd)
+        # A shell hands its jobs the terminal in canonical mode; out of it, a pager or picker later
+        # in the pipeline has taken the keys.
+        self.yielded = not mode[3] & termios.ICANON
+        if self.yielded:
+            return
         iflag, oflag, cflag, lflag = 0, 1, 2, 3
         mode[iflag] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
                          | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON)
-        mode[oflag] &= ~termios.OPOST
+        if not self.keep_output:
+            mode[oflag] &= ~termios.OPOST
         mode[cflag] = (mode[cflag] & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
         mode[lflag] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.IEXTEN)  # ISIG stays
         mode[6] = list(mode[6])

@@ -2,7 +2,9 @@
 
 runwrap is a child subreaper (tini), so everything the child started, double-forked daemons
 included, is reparented to it. When the child ends, each remaining descendant (found by walking the
-ppid links in /proc) gets TERM, then KILL after the grace period, and all of them are reaped.
+ppid links in /proc) gets TERM, then KILL after the grace period, and all of them are reaped. A
+timeout or a revocation signals the whole tree at once (`signal_descendants`), so the run takes the
+grace period once, not once for the child and again for what it left.
 """
 
 from __future__ import annotations
@@ -54,13 +56,25 @@ def _has_children() -> bool:
             return True
 
 
-def end_descendants(grace: float, sigfd: SignalFd | None = None) -> None:
+def signal_descendants(signo: int) -> set[int]:
+    """Send `signo` to every live descendant (then SIGCONT, so a stopped one sees it); their pids."""
+    alive = set(descendants(os.getpid()))
+    for pid in alive:
+        kill(pid, signo)
+        kill(pid, signal.SIGCONT)
+    return alive
+
+
+def end_descendants(grace: float, sigfd: SignalFd | None = None, *, termed: set[int] | None = None,
+                    kill_by: float | None = None) -> None:
     """TERM every descendant, KILL those left after `grace`, until none is left and all are reaped.
 
-    As a subreaper, runwrap is the ancestor of everything the child started, so an empty wait
-    list means nothing is left and /proc need not be read.
+    `termed`: pids already sent TERM (not sent it twice); `kill_by`: a KILL deadline already set
+    (a timeout's), which the grace period does not extend. As a subreaper, runwrap is the ancestor
+    of everything the child started, so an empty wait list means nothing is left and /proc need
+    not be read.
     """
-    termed: set[int] = set()
+    termed = set() if termed is None else set(termed)
     kill_at: float | None = None
     killed_at: float | None = None
     while _has_children():
@@ -71,7 +85,7 @@ def end_descendants(grace: float, sigfd: SignalFd | None = None) -> None:
             kill(pid, signal.SIGCONT)
             termed.add(pid)
         if kill_at is None:
-            kill_at = now + grace
+            kill_at = now + grace if kill_by is None else min(now + grace, kill_by)
         if now >= kill_at:
             for pid in alive:
                 kill(pid, signal.SIGKILL)

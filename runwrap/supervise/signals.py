@@ -22,6 +22,16 @@ SFD_NONBLOCK = os.O_NONBLOCK
 _SIGINFO = struct.Struct("IiiI")  # ssi_signo, ssi_errno, ssi_code, ssi_pid of signalfd_siginfo
 _SIGINFO_SIZE = 128
 
+# What SPEC says reaches the child, plus the job-control stops.
+FORWARDED = (
+    signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+    signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+)
+STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+KEYBOARD = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)  # what a terminal's keys generate
+SI_KERNEL = 0x80  # ssi_code of a signal the kernel sent (a terminal key, a resize), not kill()
+
+
 
 class _SigSet(ctypes.Structure):
     _fields_ = [("val", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]

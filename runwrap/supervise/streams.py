@@ -2,11 +2,15 @@
 
 The child's raw output lands only in one reused buffer per stream, which is wiped when the child
 ends; a stream stops reading while its reader is slow, so a stuck terminal cannot grow memory.
+When runwrap's fd refuses a write (EPIPE, ENOSPC, EIO...), the stream stops reading and closes its
+end of the child's pipe, so the child's next write fails as it would have without runwrap, instead
+of runwrap reading and dropping its output forever; `error` keeps the errno for the exit status.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import stat
@@ -20,6 +24,7 @@ if TYPE_CHECKING:  # the Masker is made by the supervisor, only when masking is 
 READ_SIZE = 65536
 WRITE_CHUNK = select.PIPE_BUF  # a write this small never blocks once poll says POLLOUT
 MAX_PENDING = 1 << 18  # stop reading a stream while this much output waits for its reader
+ECHO_MAX = 4096  # typed bytes remembered until the pty's next read (a paste may be longer; its end counts)
 
 
 class Stream:
@@ -30,11 +35,15 @@ class Stream:
         self.dest = dest
         self.masker = masker
         self.buf = bytearray(READ_SIZE)  # the child's raw output only ever lands here; wiped at the end
+        # A pty master's stream: what runwrap wrote to the terminal since the last read, whose echo
+        # need not wait for the masker (see read). None for pipes.
+        self.echo: bytearray | None = None
         self.out = bytearray()  # masked output waiting for runwrap's fd
         self.sent = 0
         self.out_fd, self.chunk = _writer(dest)
         self.writable = select.poll()
         self.writable.register(dest, select.POLLOUT)
+        self.error: int | None = None  # the errno of the write to `dest` that failed, if one did
         os.set_blocking(src, False)
 
     def wants_input(self) -> bool:
@@ -62,6 +71,32 @@ class Stream:
         # The read buffer itself, bounded by n: no copy of the raw output is made (a slice would be
         # one more to wipe), and the buffer is wiped when the stream closes.
         self.out += self.masker.feed(self.buf, n)
+        if self.echo is not None:
+            self._release_echo(n)
+
+    def expect_echo(self, data: bytes | bytearray | memoryview) -> None:
+        """Note bytes just written to the child's terminal (what the user typed)."""
+        if self.echo is not None:
+            self.echo += data
+            drop = len(self.echo) - ECHO_MAX
+            if drop > 0:
+                self.echo[:drop] = bytes(drop)  # zeroed first: del only moves the start past them
+                del self.echo[:drop]
+
+    def _release_echo(self, n: int) -> None:
+        """A typed key that may begin a value is held by the masker until the next one comes. When
+        this read is nothing but the echo of what was just typed, and the held bytes all came in it,
+        they are the user's input, not the child's output: release them at once. Anything else in
+        the read (the child's output) keeps the held bytes held."""
+        held = self.masker.held
+        echo = self.echo
+        assert echo is not None
+        if held and held <= n <= len(echo):
+            with memoryview(self.buf) as got, memoryview(echo) as typed:
+                if got[:n] == typed[len(echo) - n:]:
+                    self.out += self.masker.release()
+        wipe_bytes(echo)
+        echo.clear()
 
     def drain(self) -> None:
         """Everything the child wrote before it exited (descendants may keep writing; not waited for)."""
@@ -92,19 +127,25 @@ class Stream:
                                           view[self.sent:self.sent + size])
             except BlockingIOError:
                 break
-            except BrokenPipeError:
-                # Nobody reads runwrap's output: let the child find out as it would have directly.
-                self.out.clear()
-                self.sent = 0
-                self._close_src()
-                return
-            except OSError:
-                self.out.clear()
-                self.sent = 0
+            except OSError as exc:
+                self._failed(exc.errno or errno.EIO)
                 return
         if self.sent == len(self.out):
             self.out.clear()
             self.sent = 0
+
+    def _failed(self, code: int) -> None:
+        """runwrap's fd refused the output: let the child find out at its next write, as it would have
+        directly (EPIPE, or SIGPIPE), by closing the read end. A reader that left (EPIPE) is normal;
+        anything else is said once, and `error` makes runwrap's exit status show it."""
+        self.out.clear()
+        self.sent = 0
+        self._close_src()
+        if self.error is None:
+            self.error = code
+            if code != errno.EPIPE:
+                name = {1: "stdout", 2: "stderr"}.get(self.dest, "terminal output")
+                say(f"cannot write the child's {name}: {os.strerror(code)}")
 
     def _close_src(self) -> None:
         if self.src is not None:
@@ -118,6 +159,8 @@ class Stream:
 
     def wipe(self) -> None:
         wipe_bytes(self.buf)
+        if self.echo is not None:
+            wipe_bytes(self.echo)
         self.masker.wipe()
 
     def close(self) -> None:
@@ -145,6 +188,33 @@ def _writer(dest: int) -> tuple[int, int]:
         except OSError:
             pass
     return dest, WRITE_CHUNK
+
+
+def same_destination(a: int, b: int) -> bool:
+    """Whether writes to fds `a` and `b` land in one stream, in the order made (`2>&1`, `>>f 2>>f`).
+
+    The same pipe, socket or terminal; for a regular file, the same open file description (the
+    position and flags in /proc/self/fdinfo agree) or both in append mode. Two separate opens of one
+    file (`>f 2>f`) are not: each has its own offset.
+    """
+    try:
+        one, two = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    if (one.st_dev, one.st_ino) != (two.st_dev, two.st_ino):
+        return False
+    if not stat.S_ISREG(one.st_mode):
+        return True
+    try:
+        append = [fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND for fd in (a, b)]
+        return all(append) or _fdinfo(a) == _fdinfo(b)
+    except OSError:  # no /proc: keep them apart, as before
+        return False
+
+
+def _fdinfo(fd: int) -> list[bytes]:
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+        return [line for line in f if line.startswith((b"pos:", b"flags:"))]
 
 
 def say(message: str, raw: bool = False) -> None:

@@ -11,66 +11,38 @@ process it started outlives it. How:
   from a signalfd (`signals`) in one poll loop, together with the child's output, stdin (pty
   mode), the lease and the nearest deadline. Every SIGCHLD reaps with waitpid(-1, WNOHANG),
   orphans included.
-- Output goes through a `Masker` per stream (`streams`): pipes when runwrap's stdout is not a
-  terminal, a pty (see `ptyio`) when it is, or runwrap's own stdio when masking is off.
+- Output goes through a `Masker` per stream (`streams`), or straight to runwrap's own stdio when
+  masking is off. With a terminal (runwrap has a controlling one, or one on its stdio) the child
+  gets a pty of runwrap's instead (see `ptyio`): as its controlling terminal, so /dev/tty is
+  masked too, and on each stdio fd that is a terminal here; every other stdout/stderr is a pipe,
+  one for both when they go to one place (`2>&1`).
+- runwrap's death kills the child (PR_SET_PDEATHSIG, in `child`).
 - When the child ends: wipe, flush, report the lease's end, then end every remaining descendant
   (`reaper`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
 import time
-from typing import Protocol
 
 from runwrap import environment
 from runwrap.durations import format_duration
 from runwrap.errors import EXIT_TIMEOUT, LeaseRevoked
 from runwrap.linux import PR_SET_CHILD_SUBREAPER, prctl
-from runwrap.record import Record
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise import ptyio, reaper
 from runwrap.supervise.child import Plan, exec_child, exec_error
-from runwrap.supervise.signals import SignalFd, die_by, kill, killpg
-from runwrap.supervise.streams import Stream, say
+from runwrap.supervise.launch import Launch as Launch  # what run() takes; it lives with the Lease protocol
+from runwrap.supervise.signals import FORWARDED, KEYBOARD, SI_KERNEL, STOPS, SignalFd, die_by, kill, killpg
+from runwrap.supervise.streams import Stream, same_destination, say
 
-# What SPEC says reaches the child, plus the job-control stops.
-FORWARDED = (
-    signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-    signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
-)
-STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
-KEYBOARD = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)  # what a terminal's keys generate
-SI_KERNEL = 0x80  # ssi_code of a signal the kernel sent (a terminal key, a resize), not kill()
 REVOKE_GRACE = 1.0
+OUTPUT_FAILED = 1  # the child's output could not be written (as `cat` or `yes` exit when a write fails)
 STOP_CHECK = 0.1  # how long a child gets to handle SIGTSTP before pty mode stops it
-
-
-class Lease(Protocol):
-    def fileno(self) -> int: ...
-
-    def poll_revoked(self) -> str | None: ...
-
-    def end(self, exit_status: int, duration_ms: int) -> None: ...
-
-
-class Launch(Record):
-    """What to run and how: the one argument of `run`."""
-
-    __slots__ = ("argv", "env", "kill_grace", "lease", "mask", "secrets", "timeout")
-
-    def __init__(self, argv: list[str], env: dict[str, str | Secret], secrets: tuple[Secret, ...] = (),
-                 mask: bool = True, timeout: float | None = None, kill_grace: float = 5.0,
-                 lease: Lease | None = None) -> None:
-        self.argv = argv  # argv[0] already resolved by command.resolve_command
-        self.env = env  # the child's exact environment
-        self.secrets = secrets  # every injected value, once: masked in the output, zeroed at the end
-        self.mask = mask
-        self.timeout = timeout
-        self.kill_grace = kill_grace
-        self.lease = lease
 
 
 # ---- the supervisor ----
@@ -88,8 +60,12 @@ class _Supervisor:
         self.status: int | None = None  # the direct child's wait status, once reaped
         self.streams: list[Stream] = []
         self.master: int | None = None  # pty master in pty mode
+        self.slave: int | None = None  # its slave, held open by runwrap too
+        self.term: int | None = None  # runwrap's terminal, opened anew in pty mode (output goes there)
+        self.keys = 0  # the terminal fd typed keys are read from, in raw mode
+        self.size_from = 1  # the terminal whose size the pty copies
         self.raw: ptyio.RawMode | None = None
-        self.stdin_open = False
+        self.stdin_open = False  # reading keys to pass to the pty
         self.stdin_buf = bytearray(4096)
         self.to_master = bytearray()
         self.shared_group = False
@@ -99,7 +75,9 @@ class _Supervisor:
         self.lease_done = False
         self.stop_check: float | None = None  # pty mode: see _stop_if_orphaned
         self.deadline: float | None = None  # timeout
-        self.kill_at: float | None = None  # SIGKILL the child if it still runs then
+        self.kill_at: float | None = None  # SIGKILL the child's tree if the child still runs then
+        self.kill_by: float | None = None  # the earliest KILL deadline set, kept for what outlives the child
+        self.termed: set[int] = set()  # descendants already sent TERM by a timeout or revocation
         self.timed_out = False
         self.revoked: str | None = None
         self.started = 0.0
@@ -109,7 +87,7 @@ class _Supervisor:
     def run(self) -> int:
         ignored = tuple(s for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
                         if signal.getsignal(s) == signal.SIG_IGN)
-        plan = Plan(ignored=ignored)
+        plan = Plan(ignored=ignored, inherit=self.launch.files.child_fds())
         child_ends = self._plan_io(plan)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
@@ -121,6 +99,7 @@ class _Supervisor:
             self.sigfd.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self._wipe()
+            self.launch.files.remove()
             raise
         # From here the forwarded signals stay blocked: runwrap exits with the child's status, and
         # a signal that arrives after the child is gone must not turn into runwrap's own death.
@@ -135,13 +114,14 @@ class _Supervisor:
             if self.raw is not None:
                 self.raw.restore()
             self._wipe()
+            self.launch.files.remove()  # after _child_ended's reaping: a descendant reads its file until then
         return self._finish()
 
     def _plan_io(self, plan: Plan) -> list[int]:
         """Open the pipes or pty for the chosen mode; returns the fds the parent closes after fork."""
         launch = self.launch
-        stdin_tty = os.isatty(0)
         if not launch.mask or not launch.secrets:
+            stdin_tty = os.isatty(0)
             self.shared_group = stdin_tty
             plan.own_group = not stdin_tty
             return []
@@ -153,37 +133,55 @@ class _Supervisor:
             except OSError:
                 os.open(os.devnull, os.O_RDWR)
 
-        def masker() -> Masker:
-            return Masker(launch.secrets)
+        spare = [Masker(launch.secrets, hex=launch.mask_hex)]
+        if spare[0].short_values:
+            say(f"{spare[0].short_values} injected value(s) shorter than 4 characters are not masked")
 
-        first = masker()
-        if first.short_values:
-            say(f"{first.short_values} injected value(s) shorter than 4 characters are not masked")
+        def masker() -> Masker:  # one per stream
+            return spare.pop() if spare else Masker(launch.secrets, hex=launch.mask_hex)
+
+        tty = [os.isatty(fd) for fd in (0, 1, 2)]
+        term = ptyio.open_terminal()
+        if term is None:
+            plan.own_group = True
+            piped = [1, 2]
+        else:
+            # The child's terminal is a pty of runwrap's (see ptyio), so it holds no fd of the real
+            # one: its controlling terminal, and each of its stdio fds that is a terminal here.
+            self.term, controlling = term
+            piped = [fd for fd in (1, 2) if not tty[fd]]
+            # Keys come from stdin if it is a terminal, else from the controlling terminal (a prompt
+            # on /dev/tty must get what is typed), never from a terminal that is neither.
+            keys = 0 if tty[0] else self.term if controlling else None
+            like = self.term if keys is None else keys
+            master, self.slave = ptyio.open_pty(like=like, size_from=like)
+            # runwrap holds the slave open: with none of the child's fds on it (a controlling terminal
+            # only), the master would otherwise read EIO and hang the child's terminal up.
+            self.master, plan.pty_slave, self.size_from = master, self.slave, like
+            for fd in (0, 1, 2):
+                if tty[fd]:
+                    plan.stdio[fd] = self.slave
+            if keys is not None:
+                self.keys = keys
+                self.raw = ptyio.RawMode(keys, keep_output=not tty[1])
+            self.streams.append(Stream(master, 1 if tty[1] else self.term, masker()))
+            if keys is not None:
+                self.streams[0].echo = bytearray()  # what is typed comes back as the pty's echo
         ends: list[int] = []
-        if os.isatty(1):
-            master, slave = ptyio.open_pty(like=0 if stdin_tty else 1, size_from=1)
-            self.master, plan.pty_slave = master, slave
-            ends.append(slave)
-            plan.stdio[1] = slave
-            if stdin_tty:
-                plan.stdio[0] = slave
-                self.raw = ptyio.RawMode(0)
-            self.streams.append(Stream(master, 1, first))
-            if os.isatty(2):
-                plan.stdio[2] = slave
-            else:
-                read, write = os.pipe()
-                ends.append(write)
-                plan.stdio[2] = write
-                self.streams.append(Stream(read, 2, masker()))
+        if piped == [1, 2] and same_destination(1, 2):
+            # 2>&1: one pipe for both, as the child would have had one file, so what it writes keeps
+            # its order (two pipes would be read in whatever order, and one masker's held tail
+            # would wait while the other stream's output went ahead).
+            read, write = os.pipe()
+            ends.append(write)
+            plan.stdio[1] = plan.stdio[2] = write
+            self.streams.append(Stream(read, 1, masker()))
             return ends
-        self.shared_group = stdin_tty
-        plan.own_group = not stdin_tty
-        for fd, mk in ((1, first), (2, masker())):
+        for fd in piped:
             read, write = os.pipe()
             ends.append(write)
             plan.stdio[fd] = write
-            self.streams.append(Stream(read, fd, mk))
+            self.streams.append(Stream(read, fd, masker()))
         return ends
 
     def _start(self, plan: Plan, child_ends: list[int]) -> None:
@@ -216,7 +214,7 @@ class _Supervisor:
             self.deadline = self.started + self.launch.timeout
         if self.raw is not None:
             self.raw.enter()
-            self.stdin_open = True
+            self.stdin_open = not self.raw.yielded
 
     # -- the loop --
 
@@ -237,7 +235,7 @@ class _Supervisor:
         if self.master is not None and self.to_master:
             wanted[self.master] = wanted.get(self.master, 0) | select.POLLOUT
         if self.stdin_open and not self.to_master:
-            wanted[0] = wanted.get(0, 0) | select.POLLIN
+            wanted[self.keys] = wanted.get(self.keys, 0) | select.POLLIN
         lease = self.launch.lease
         lease_fd = lease.fileno() if lease is not None else -1
         if lease_fd >= 0 and self.revoked is None and not self.lease_done:
@@ -254,7 +252,8 @@ class _Supervisor:
                 stream.write()
         if self.master is not None and self.to_master and ready.get(self.master, 0) & select.POLLOUT:
             self._write_master()
-        if self.stdin_open and ready.get(0, 0):
+        # POLLOUT alone must not count: the keys' terminal may also be the pty output's destination.
+        if self.stdin_open and ready.get(self.keys, 0) & (select.POLLIN | select.POLLHUP | select.POLLERR):
             self._read_stdin()
         if lease is not None and lease_fd in ready and self.revoked is None and not self.lease_done:
             reason = lease.poll_revoked()
@@ -283,15 +282,14 @@ class _Supervisor:
             self._stop_if_orphaned()
         if self.kill_at is not None and now >= self.kill_at and self.status is None:
             self.kill_at = None
-            kill(self.pid, signal.SIGKILL)
-            kill(self.pid, signal.SIGCONT)
+            reaper.signal_descendants(signal.SIGKILL)
 
     def _terminate(self, grace: float) -> None:
-        """TERM the child now and KILL it after `grace` (a stopped child is continued to see TERM)."""
-        kill(self.pid, signal.SIGTERM)
-        kill(self.pid, signal.SIGCONT)
+        """TERM the child's whole tree now and KILL it after `grace` (stopped ones are continued to see TERM)."""
+        self.termed |= reaper.signal_descendants(signal.SIGTERM)
         kill_at = time.monotonic() + grace
         self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)
+        self.kill_by = self.kill_at
 
     def _revoke(self, reason: str) -> None:
         self.revoked = reason
@@ -322,7 +320,7 @@ class _Supervisor:
         if self.master is not None:
             if signo == signal.SIGWINCH:
                 # The kernel signals the pty's foreground group when the size changes.
-                if not ptyio.set_winsize(self.master, ptyio.get_winsize(1)) and not from_terminal:
+                if not ptyio.set_winsize(self.master, ptyio.get_winsize(self.size_from)) and not from_terminal:
                     kill(self.pid, signo)
                 return
             if signo == signal.SIGCONT:
@@ -368,9 +366,9 @@ class _Supervisor:
         """SIGCONT in pty mode: back to raw mode, resend the window size, continue the child's group."""
         if self.raw is not None:
             self.raw.enter()
-            self.stdin_open = True
+            self.stdin_open = not self.raw.yielded
         if self.master is not None:
-            ptyio.set_winsize(self.master, ptyio.get_winsize(1))
+            ptyio.set_winsize(self.master, ptyio.get_winsize(self.size_from))
         self.stopped_with_child = False
         killpg(self.pid, signal.SIGCONT)
 
@@ -406,7 +404,7 @@ class _Supervisor:
 
     def _read_stdin(self) -> None:
         try:
-            n = os.readv(0, [self.stdin_buf])
+            n = os.readv(self.keys, [self.stdin_buf])
         except BlockingIOError:
             return
         except OSError:
@@ -425,6 +423,9 @@ class _Supervisor:
             return
         except OSError:
             sent = len(self.to_master)
+        else:
+            with memoryview(self.to_master) as typed:
+                self.streams[0].expect_echo(typed[:sent])
         del self.to_master[:sent]
 
     # -- the end --
@@ -447,7 +448,7 @@ class _Supervisor:
         grace = self.launch.kill_grace
         if self.revoked is not None:
             grace = min(grace, REVOKE_GRACE)
-        reaper.end_descendants(grace, self.sigfd)
+        reaper.end_descendants(grace, self.sigfd, termed=self.termed, kill_by=self.kill_by)
 
     def exit_status(self) -> int:
         """What a shell would show: the exit code, or 128+N for a death by signal N."""
@@ -468,8 +469,11 @@ class _Supervisor:
     def _close_all(self) -> None:
         for stream in self.streams:
             stream.close()
-        if self.master is not None:
-            self.master = None
+        self.master = None  # the stream owned it
+        for fd in (self.slave, self.term):
+            if fd is not None:
+                os.close(fd)
+        self.slave = self.term = None
 
     def _finish(self) -> int:
         self._close_all()
@@ -479,9 +483,18 @@ class _Supervisor:
         if self.timed_out:
             return EXIT_TIMEOUT
         status = self.status or 0
+        if self._output_failed(status):
+            return OUTPUT_FAILED
         if os.WIFSIGNALED(status):
             die_by(os.WTERMSIG(status))
         return os.waitstatus_to_exitcode(status) & 0xFF
+
+    def _output_failed(self, status: int) -> bool:
+        """Whether a write of the child's output failed (EPIPE aside) and the child did not fail by
+        itself: its exit 0, or the SIGPIPE that runwrap's closing its pipe caused, would hide that."""
+        if all(stream.error in (None, errno.EPIPE) for stream in self.streams):
+            return False
+        return status == 0 or (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGPIPE)
 
     def _say(self, message: str) -> None:
         say(message, raw=self.raw is not None and self.raw.active)

@@ -105,7 +105,8 @@ class RunningListener:
             raise RuntimeError(f"runwrap {' '.join(args)} exited {result.returncode}: {result.stderr}")
         return result
 
-    def invite(self, name: str | None = None, scope: Sequence[str] = (), ttl: str = "5m") -> dict[str, str]:
+    def invite(self, name: str | None = None, scope: Sequence[str] = ("*",), ttl: str = "5m") -> dict[str, str]:
+        """`runwrap invite` for a peer `name` with `scope` (a test's peer may have everything: `*`)."""
         args = ["invite", "--output", "json", "--ttl", ttl]
         if name:
             args += ["--name", name]

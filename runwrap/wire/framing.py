@@ -17,6 +17,8 @@ from runwrap.errors import ConnectionFailed, HandshakeFailed, ProtocolError
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Coroutine
+    from typing import Any
 
 LENGTH = struct.Struct(">H")
 MAX_FRAME = 65535
@@ -146,31 +148,28 @@ async def read_frame(reader: asyncio.StreamReader, *, timeout: float | None, max
     no more time than one that sends nothing. `deadline` (time.monotonic()) bounds a whole handshake.
     """
 
-    import asyncio  # here, not at the top: the consumer's exec path never needs asyncio
-
     async def frame() -> bytes:
         length = check_length(await reader.readexactly(LENGTH.size), max_len)
         return await reader.readexactly(length)
 
-    try:
-        return await asyncio.wait_for(frame(), _budget(timeout, deadline))
-    except asyncio.IncompleteReadError:
-        raise ProtocolError("connection closed mid-frame") from None
-    except asyncio.TimeoutError:
-        raise ProtocolError("timed out waiting for a frame") from None
-    except OSError:
-        raise ProtocolError("connection reset") from None
+    return await _within(frame(), _budget(timeout, deadline), closed="mid-frame", waiting="a frame")
 
 
 async def read_preface(reader: asyncio.StreamReader, timeout: float, *, deadline: float | None = None) -> bytes:
-    import asyncio
+    data = await _within(reader.readexactly(PREFACE_LEN), _budget(timeout, deadline),
+                         closed="before the preface", waiting="the preface")
+    return parse_preface(data)
+
+
+async def _within(read: Coroutine[Any, Any, bytes], budget: float | None, *, closed: str, waiting: str) -> bytes:
+    """`read` within `budget` seconds; every way it can fail is one ProtocolError that says how."""
+    import asyncio  # here, not at the top: the consumer's exec path never needs asyncio
 
     try:
-        data = await asyncio.wait_for(reader.readexactly(PREFACE_LEN), _budget(timeout, deadline))
+        return await asyncio.wait_for(read, budget)
     except asyncio.IncompleteReadError:
-        raise ProtocolError("connection closed before the preface") from None
+        raise ProtocolError(f"connection closed {closed}") from None
     except asyncio.TimeoutError:
-        raise ProtocolError("timed out waiting for the preface") from None
+        raise ProtocolError(f"timed out waiting for {waiting}") from None
     except OSError:
         raise ProtocolError("connection reset") from None
-    return parse_preface(data)

@@ -78,7 +78,7 @@ def test_requests_carry_this_process_as_provenance(client, listener):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"domain": "github.com", "id": GITHUB_ID}, {"domain": "not a host"},
-                                    {"domain": "github.com", "fields": ["password", "secret"]},
+                                    {"domain": "github.com", "fields": ["password", "not a field"]},
                                     {"domain": "github.com", "fields": []}])
 def test_a_bad_request_is_a_usage_error_before_anything_is_sent(client, kwargs):
     with pytest.raises(UsageError) as info:

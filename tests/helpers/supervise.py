@@ -1,6 +1,6 @@
 """A tiny driver: build a `Launch` from argv and the environment, call `run()`, exit as runwrap would.
 
-    supervise.py [--no-mask] [--timeout S] [--kill-grace S] [--secret NAME=FILE]...
+    supervise.py [--no-mask] [--mask-hex] [--timeout S] [--kill-grace S] [--secret NAME=FILE]...
                  [--env-file FILE] [--lease DIR] [--ready FILE] -- CMD [ARG...]
 
 - The child's environment is this process's (or, with --env-file, exactly the NUL-separated
@@ -84,6 +84,7 @@ def main(argv: list[str]) -> int:
     harden()
     parser = argparse.ArgumentParser(prog="supervise")
     parser.add_argument("--no-mask", dest="mask", action="store_false")
+    parser.add_argument("--mask-hex", action="store_true")
     parser.add_argument("--timeout", type=float)
     parser.add_argument("--kill-grace", type=float, default=5.0)
     parser.add_argument("--secret", action="append", default=[])
@@ -111,7 +112,8 @@ def main(argv: list[str]) -> int:
         resolved = resolve_command(command[0], path if isinstance(path, str) else None)
         launch = Launch(argv=[resolved, *command[1:]], env=env, secrets=tuple(secrets), mask=args.mask,
                         timeout=args.timeout, kill_grace=args.kill_grace,
-                        lease=FifoLease(args.lease) if args.lease else None)
+                        lease=FifoLease(args.lease) if args.lease else None,
+                        mask_hex=args.mask_hex)
         return run(launch)
     except RunwrapError as exc:
         for secret in secrets:

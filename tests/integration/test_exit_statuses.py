@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from runwrap.paths import layout, private_dir, write_private
+from runwrap.paths import folder_for_files, layout, write_private
 from runwrap.testing.listener import RunningListener, runwrap_executable
 
 BUG_PATH = str(Path(__file__).resolve().parents[1] / "helpers" / "bug")
 INTERNAL = "runwrap: internal error (ZeroDivisionError); run again with --debug"
 EXEC_BUG = "runwrap.supervise.command:resolve_command"  # the exec forms resolve the command first
-CONNECT_BUG = "runwrap.store:load_or_create_identity"  # `connect` loads the consumer's key first
+CONNECT_BUG = "runwrap.wire.identity:load_or_create_identity"  # `connect` loads the consumer's key first
 OTHER_BUG = "runwrap.profile.lookup:list_profiles"  # what `profiles list` calls
 
 PROFILE = """\
@@ -37,7 +37,7 @@ RUN = ["run", "--domain", "github.com", "--env", "T=password", "--"]
 def _copy_consumer(src: Path, dest: Path, *, key: bool = True, **conn_changes: str) -> Path:
     """A consumer home holding `src`'s connections (changed as asked) and, if `key`, its key."""
     source, target = layout({"RUNWRAP_HOME": str(src)}), layout({"RUNWRAP_HOME": str(dest)})
-    private_dir(target.config)
+    folder_for_files(target.config)
     doc = json.loads(source.connections.read_text())
     for conn in doc["connections"].values():
         conn.update(conn_changes)
@@ -51,7 +51,7 @@ def _copy_consumer(src: Path, dest: Path, *, key: bool = True, **conn_changes: s
 def homes(listener: RunningListener, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("homes")
     bad_peers = base / "bad-peers"
-    private_dir(layout({"RUNWRAP_HOME": str(bad_peers)}).config)
+    folder_for_files(layout({"RUNWRAP_HOME": str(bad_peers)}).config)
     write_private(layout({"RUNWRAP_HOME": str(bad_peers)}).peers, b'{"peers": {"x": {"public": 7}}}')
     files = base / "files"
     files.mkdir()

@@ -15,8 +15,8 @@ import pytest
 from runwrap.errors import ConnectionFailed, RunwrapError
 from runwrap.listener import audit, manage
 from runwrap.listener.audit import AuditLog
+from runwrap.listener.peers import Peers
 from runwrap.paths import layout
-from runwrap.store import Peers
 from runwrap.testing.listener import RunningListener
 
 

@@ -48,6 +48,8 @@ path "kv1/runwrap/*"           { capabilities = ["read"] }
 path "kv1/team/*"              { capabilities = ["read"] }
 path "database/creds/app"      { capabilities = ["read"] }
 path "database/creds/short"    { capabilities = ["read"] }
+path "database/creds/six"      { capabilities = ["read"] }
+path "database/creds/eight"    { capabilities = ["read"] }
 path "sys/leases/renew"        { capabilities = ["update"] }
 path "sys/leases/revoke"       { capabilities = ["update"] }
 path "auth/token/lookup-self"  { capabilities = ["read"] }
@@ -296,15 +298,19 @@ def _alive(pid: int) -> bool:
 
 
 def setup_database_engine(bao: BaoServer, pg: Postgres) -> None:
-    """bao's database engine on `pg`: role `app` (60 s leases, max 10 min) and `short` (3 s, max 5 s)."""
+    """bao's database engine on `pg`: role `app` (60 s leases, max 10 min), `short` (3 s, max 5 s), `six`
+    (6 s, max 60 s: renewed under a longer child) and `eight` (6 s, max 8 s: a child outlives it)."""
     bao.ok("POST", "sys/mounts/database", {"type": "database"})
     bao.ok("POST", "database/config/pg", {
         "plugin_name": "postgresql-database-plugin",
         "connection_url": f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{pg.port}/postgres?sslmode=disable",
-        "allowed_roles": "app,short", "username": "postgres", "password": pg.password,
+        "allowed_roles": "app,short,six,eight", "username": "postgres", "password": pg.password,
     })
     creation = ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"]
     bao.ok("POST", "database/roles/app", {"db_name": "pg", "creation_statements": creation,
                                           "default_ttl": "60s", "max_ttl": "10m"})
     bao.ok("POST", "database/roles/short", {"db_name": "pg", "creation_statements": creation,
                                             "default_ttl": "3s", "max_ttl": "5s"})
+    for name, ttl, max_ttl in (("six", "6s", "60s"), ("eight", "6s", "8s")):
+        bao.ok("POST", f"database/roles/{name}", {"db_name": "pg", "creation_statements": creation,
+                                                  "default_ttl": ttl, "max_ttl": max_ttl})

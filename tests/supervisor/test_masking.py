@@ -94,3 +94,59 @@ def test_masking_against_cat_in_a_shell_pipeline(procs, tmp_path: Path) -> None:
                      ["sh", "-c", 'seq 1 200000; echo "$TOKEN"'], timeout=60)
     expected = subprocess.run(["seq", "1", "200000"], capture_output=True, check=True).stdout + b"***\n"
     assert done.stdout == expected
+
+
+# --- encodings written by real tools, under the supervisor ---------------------------------------
+
+def encoded_run(procs, tmp_path: Path, script: str, *flags: str) -> bytes:
+    """Run `sh -c script` with TOKEN injected; its stdout, checked to exit 0 with nothing on stderr."""
+    done = procs.run([*flags, "--secret", f"TOKEN={secret_file(tmp_path)}"], ["sh", "-c", script])
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    return done.stdout
+
+
+def test_base64_wrapped_at_20_columns_by_the_real_tool(procs, tmp_path: Path) -> None:
+    # Not at the start of the stream: the value's characters begin mid-line and run over two breaks.
+    out = encoded_run(procs, tmp_path, 'echo start; { printf 0123456; printf %s "$TOKEN"; } | base64 -w 20; echo end')
+    encoded = subprocess.run(["base64", "-w", "20"], input=b"0123456" + SECRET, capture_output=True,
+                             check=True).stdout
+    assert SECRET not in out and encoded not in out
+    # Hidden: the characters whose bits all lie in the value (10 to 45 of 48), with the breaks
+    # between them; left: those that also carry the 7 bytes before it, the padding, the last break.
+    flat = encoded.replace(b"\n", b"")
+    first, last = -(-8 * 7 // 6), (8 * (7 + len(SECRET)) - 6) // 6
+    assert (first, last, len(flat)) == (10, 45, 48)
+    assert out == b"start\n" + flat[:first] + b"***" + flat[last + 1:] + b"\nend\n"
+
+
+def test_a_hex_dump_by_xxd_is_masked_when_hex_is_asked_for(procs, tmp_path: Path) -> None:
+    script = '{ printf "header-bytes-0123456789"; printf %s "$TOKEN"; } | xxd -p; echo end'
+    out = encoded_run(procs, tmp_path, script, "--mask-hex")
+    dump = subprocess.run(["xxd", "-p"], input=b"header-bytes-0123456789" + SECRET, capture_output=True,
+                          check=True).stdout
+    assert SECRET.hex().encode() not in out.replace(b"\n", b"")
+    assert out == dump[:2 * 23] + b"***\nend\n"  # 60 hex digits a line: the value ran across a break
+    # Off unless asked for: a search per value over all output is too dear to do by default.
+    assert encoded_run(procs, tmp_path, script) == dump + b"end\n"
+
+
+def test_an_od_dump_is_masked_when_hex_is_asked_for(procs, tmp_path: Path) -> None:
+    out = encoded_run(procs, tmp_path, '{ printf 0123456789; printf %s "$TOKEN"; } | od -An -tx1 -v', "--mask-hex")
+    dump = subprocess.run(["od", "-An", "-tx1", "-v"], input=b"0123456789" + SECRET, capture_output=True,
+                          check=True).stdout
+    assert " ".join(f"{byte:02x}" for byte in SECRET).encode() not in b" ".join(out.split())
+    assert out == dump[:dump.index(b" 63 6f 72")] + b" ***\n"
+
+
+def test_percent_and_json_forms_written_by_a_python_child(procs, tmp_path: Path) -> None:
+    value = b"p@ss/w0rd+key=42 x"
+    code = r"""
+import os, json, urllib.parse
+v = os.environ["TOKEN"]
+print(urllib.parse.quote(v, safe="").lower(), urllib.parse.quote_plus(v))
+print('{"t": "%s"}' % "".join("\\u%04x" % ord(c) for c in v))
+print(json.dumps({"t": v}).replace("/", "\\/"))
+"""
+    done = procs.run(["--secret", f"TOKEN={secret_file(tmp_path, value)}"], [PYTHON, "-c", code])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"*** ***\n" + b'{"t": "***"}\n' * 2

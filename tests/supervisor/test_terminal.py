@@ -174,3 +174,34 @@ def test_pty_mode_with_stderr_redirected_keeps_it_apart_and_masked(tmux: Tmux, t
     assert "True False ***" in screen
     assert (tmp_path / "err.txt").read_bytes() == b"err ***\n"
     assert SECRET.decode() not in screen
+
+
+@pytest.mark.parametrize("child", ["readline", "pty echo"])
+def test_a_typed_key_that_could_begin_the_secret_is_echoed_at_once(tmux: Tmux, child: str) -> None:
+    # The secret begins with 'c', so the masker holds a 'c' back as the possible start of it; but
+    # this one is the echo of what the user typed (by readline in bash, by the pty itself for cat),
+    # not the child's own output, so it shows at once.
+    if child == "pty echo":
+        tmux.type("rw --secret T=secret -- sh -c 'echo ready; exec cat'")
+        before = tmux.wait("\nready\n").rstrip()  # on the screen only once runwrap is in raw mode
+        tmux.keys("c")
+        wait_for(lambda: tmux.screen().rstrip() == before + "\nc", what=lambda: f"the echo: {tmux.screen()!r}")
+        tmux.keys("o", "r")
+        wait_for(lambda: tmux.screen().rstrip() == before + "\ncor", what=lambda: f"the echo: {tmux.screen()!r}")
+        tmux.keys("Enter")
+        wait_for(lambda: tmux.screen().rstrip() == before + "\ncor\ncor", what=lambda: f"cat: {tmux.screen()!r}")
+        tmux.keys("C-d")
+    else:
+        tmux.type("rw --secret T=secret -- bash --norc --noprofile -i")
+        tmux.type("PS1='IN> '")
+        tmux.wait("\nIN> ")
+        tmux.keys("c")
+        tmux.wait("\nIN> c")
+        tmux.keys("o", "r")
+        tmux.wait("\nIN> cor")
+        tmux.keys("C-u")
+        tmux.type('echo "[$T]"')
+        screen = tmux.wait("\n[***]")
+        assert SECRET.decode() not in screen
+        tmux.type("exit")
+    tmux.prompt()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import time
+
+from tests.polling import wait_for
 
 from .supervisor_support import state
 
@@ -31,3 +34,21 @@ def test_a_child_that_ends_on_term_ends_at_once(procs) -> None:
 def test_a_child_that_finishes_in_time_keeps_its_status(procs) -> None:
     done = procs.run(["--no-mask", "--timeout", "30"], ["sh", "-c", "exit 5"])
     assert done.returncode == 5
+
+
+def test_the_whole_tree_gets_term_so_the_run_takes_the_grace_period_once(procs, tmp_path) -> None:
+    # The child and its grandchild both ignore TERM: each needs the KILL at the end of the grace.
+    report, reporter = procs.report()
+    ready = tmp_path / "ready"
+    script = f'trap "" TERM; {shlex.join(reporter)} --trap TERM & touch {ready}; wait'
+    timeout, grace = 1.0, 3.0
+    driver = procs.start(["--no-mask", "--timeout", str(timeout), "--kill-grace", str(grace)],
+                         ["sh", "-c", script])
+    wait_for(ready.exists, timeout=30, what="the child to start")
+    started = time.monotonic()
+    grandchild = report.info()["pid"]
+    assert driver.wait(timeout=30) == 124
+    elapsed = time.monotonic() - started
+    assert report.signals() == ["SIGTERM"]  # at the timeout, with the child: once
+    assert state(grandchild) is None
+    assert elapsed < timeout + grace + 1.5, elapsed  # not timeout + 2 x grace

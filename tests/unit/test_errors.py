@@ -23,7 +23,8 @@ EXPECTED = {
     "ConfigError": (125, 1, 1), "ConnectionFailed": (125, 2, 1), "HandshakeFailed": (125, 3, 1),
     "PairingFailed": (125, 3, 1), "ProtocolError": (125, 3, 1), "NotFound": (125, 4, 1),
     "Denied": (125, 4, 1), "RateLimited": (125, 4, 1), "FingerprintMismatch": (125, 5, 1),
-    "ProviderError": (125, 1, 1), "LeaseRevoked": (125, 1, 1), "CannotExecute": (126, 1, 1),
+    "ProviderError": (125, 1, 1),
+    "LeaseExhausted": (125, 1, 1), "LeaseRevoked": (125, 1, 1), "CannotExecute": (126, 1, 1),
     "CommandNotFound": (127, 1, 1),
 }
 

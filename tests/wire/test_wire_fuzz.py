@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runwrap.errors import ProtocolError
-from runwrap.listener import invites, sessions
 from runwrap.listener.server import Listener, Options
 from runwrap.paths import layout
 from runwrap.providers.example import ExampleProvider
@@ -32,9 +31,9 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
     home.chmod(0o700)
     lis = Listener(layout({"RUNWRAP_HOME": str(home)}), ExampleProvider(), Options(), out=lambda _line: None)
     consumer = noise_session.public_key(load_or_create_identity(home / "consumer.key"))
-    lis.peers.add("fuzzer", consumer, ["*"])
+    lis.state.peers.add("fuzzer", consumer, ["*"])
     yield lis
-    lis.audit.close()
+    lis.state.audit.close()
 
 
 def frame(payload: bytes) -> bytes:
@@ -53,9 +52,9 @@ async def drive(lis: Listener, data: bytes, mode: str) -> None:
         if mode == "accept":
             await asyncio.wait_for(lis._accept(reader, writer, local=True), NO_HANG)
         elif mode == "session":
-            await asyncio.wait_for(sessions.serve(lis, reader, writer), NO_HANG)
+            await asyncio.wait_for(lis.sessions.serve(reader, writer), NO_HANG)
         else:
-            await asyncio.wait_for(invites.pair(lis, reader, writer), NO_HANG)
+            await asyncio.wait_for(lis.pairing.pair(reader, writer), NO_HANG)
     except ProtocolError:
         pass
     finally:
@@ -74,7 +73,7 @@ def message1_like(lis: Listener) -> st.SearchStrategy[bytes]:
     """Real IK message 1s, then cut, extended or with bytes flipped: deep into the Noise code."""
     def mutate(keep: int, flip: int, tail: bytes, payload: bytes) -> bytes:
         private = load_or_create_identity(Path(lis.layout.config) / "consumer.key")
-        msg = bytearray(noise_session.initiator_ik(private, lis.public).write(payload))
+        msg = bytearray(noise_session.initiator_ik(private, lis.state.keys.public).write(payload))
         if flip < len(msg):
             msg[flip] ^= 0x01
         return bytes(msg[: max(1, keep)]) + tail
@@ -113,11 +112,11 @@ def test_the_pairing_handshake_only_raises_protocol_error(listener: Listener, da
                   st.binary(max_size=200)),
     ))
     # Every example meets a live invite and no rate limit, so it reaches the PAKE and Noise code.
-    listener.pair_failures.clear()
-    listener.invites.clear()
-    nameplate = listener.invite(None, ["*"], 60).nameplate
+    listener.pairing.failures.clear()
+    listener.state.invites.by_nameplate.clear()
+    nameplate = listener.state.invites.issue(None, ["*"], 60).nameplate
     run(listener, body.replace(b"%NAMEPLATE%", nameplate.encode()), "pair")
-    assert set(listener.peers.by_name) == {"fuzzer"}, "arbitrary bytes became a peer"
+    assert set(listener.state.peers.by_name) == {"fuzzer"}, "arbitrary bytes became a peer"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -132,7 +131,8 @@ def test_the_connection_entry_point_never_lets_an_error_out(listener: Listener, 
 def test_memory_stays_bounded_while_fuzzing(listener: Listener) -> None:
     """The same inputs over and over: what the listener allocates for them does not keep growing."""
     private = load_or_create_identity(Path(listener.layout.config) / "consumer.key")
-    inputs = [framing.MAGIC + b"\x01S" + frame(noise_session.initiator_ik(private, listener.public).write(b"x")),
+    message1 = noise_session.initiator_ik(private, listener.state.keys.public).write(b"x")
+    inputs = [framing.MAGIC + b"\x01S" + frame(message1),
               framing.MAGIC + b"\x01S" + b"\xff\xff" + bytes(3000),
               framing.MAGIC + b"\x01P" + frame(b'{"nameplate":"1","msg":"41"}'),
               framing.MAGIC + b"\x01S" + frame(bytes(96))]

@@ -15,12 +15,14 @@ import pytest
 from spake2 import SPAKE2_B
 from spake2.spake2 import finalize_SPAKE2
 
+from runwrap.consumer.connections import Connections
 from runwrap.consumer.pairing import pair
 from runwrap.errors import ConnectionFailed, PairingFailed, ProtocolError
+from runwrap.listener.peers import Peers
 from runwrap.paths import layout
-from runwrap.store import Connections, Peers, load_or_create_identity
 from runwrap.testing.listener import RunningListener
 from runwrap.wire import framing, noise_session, pairing
+from runwrap.wire.identity import load_or_create_identity
 from tests.wire.wire_kit import RecordingProxy, fetch, frame, read_frame, split_frames, unix
 
 DICTIONARY_SIZE = 64

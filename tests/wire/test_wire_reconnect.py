@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from runwrap.consumer.client import Channel
+from runwrap.consumer.connections import Connections
 from runwrap.errors import FingerprintMismatch, HandshakeFailed
+from runwrap.listener.peers import Peers
 from runwrap.paths import layout
-from runwrap.store import Connections, Peers
 from runwrap.testing.listener import RunningListener
 from runwrap.wire import framing
 from tests.wire.wire_kit import consumer_private, fetch, frame, ik_message1, listener_public, read_frame, unix

@@ -89,8 +89,8 @@ def test_tcp_across_namespaces_survives_a_cut_link(namespaces: None, tmp_path: P
          "--tcp", f"{ADDR_L}:{PORT}"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: b"listening on" in (tmp_path / "listener.out").read_bytes(), 15, "the listener to start")
-        invite = json.loads(subprocess.run([RUNWRAP, "invite", "--name", "far", "--output", "json"], env=env,
-                                           capture_output=True, text=True, check=True, timeout=30).stdout)
+        invite = json.loads(subprocess.run([RUNWRAP, "invite", "--name", "far", "--scope", "*", "--output", "json"],
+                                           env=env, capture_output=True, text=True, check=True, timeout=30).stdout)
         assert invite["address"] == f"tcp:{ADDR_L}:{PORT}"
 
         # The consumer's namespace cannot reach the listener's Unix socket... but it can reach TCP.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runwrap.paths import layout, private_dir, wrong_modes
+from runwrap.paths import folder_for_files, layout, wrong_modes
 from runwrap.testing.listener import RunningListener
 from runwrap.wire.identity import load_or_create_identity
 from tests.polling import wait_for
@@ -72,7 +72,7 @@ def test_separate_folders_are_created_0700_with_umask_0(tmp_path: Path) -> None:
     old = os.umask(0)
     try:
         for folder in lay.folders():
-            private_dir(folder)
+            folder_for_files(folder)
         load_or_create_identity(lay.consumer_key)
     finally:
         os.umask(old)
