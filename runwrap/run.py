@@ -288,7 +288,10 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     child = Child(argv, env, secrets)
     shown = [env[name] for name in unmasked if name in env]
     masked = tuple(value for value in child.secrets if not any(value is other for other in shown))
-    gc.enable()  # off while starting (runwrap.__main__); a long run must collect what it makes
+    # The collector was off while starting (runwrap.__main__). What starting made lives as long as
+    # runwrap: frozen, the collector never walks it again; what a long run makes is collected.
+    gc.freeze()
+    gc.enable()
     try:
         return supervisor.run(supervisor.Launch(
             argv=child.argv, env=child.env, secrets=masked, mask=mask, timeout=timeout,
