@@ -26,8 +26,8 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 import time
+from typing import TYPE_CHECKING
 
 from runwrap import environment
 from runwrap.durations import format_duration
@@ -39,6 +39,11 @@ from runwrap.supervise.child import Plan, exec_child, exec_error
 from runwrap.supervise.launch import Launch as Launch  # what run() takes; it lives with the Lease protocol
 from runwrap.supervise.signals import FORWARDED, KEYBOARD, SI_KERNEL, STOPS, SignalFd, die_by, kill, killpg
 from runwrap.supervise.streams import Stream, same_destination, say
+
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 
 REVOKE_GRACE = 1.0
 OUTPUT_FAILED = 1  # the child's output could not be written (as `cat` or `yes` exit when a write fails)

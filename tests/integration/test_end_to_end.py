@@ -275,8 +275,9 @@ EXEC_PATH_MAY_IMPORT = {
     "json", "json.decoder", "json.encoder", "json.scanner", "_json",
     # ctypes: prctl (not dumpable, subreaper), the signalfd, wiping bytes
     "ctypes", "ctypes._endian", "_ctypes", "struct", "_struct",
-    # the C socket (not socket.py), and what the supervisor needs: signals, poll, rlimits, terminals
-    "_socket", "signal", "select", "resource", "errno", "termios", "fcntl", "binascii",
+    # the C socket and the C signal module (not socket.py's or signal.py's enums), and what the
+    # supervisor needs: poll, rlimits, terminals
+    "_socket", "_signal", "select", "resource", "errno", "termios", "fcntl", "binascii",
     # built in: the collector is off while runwrap starts (runwrap.__main__)
     "gc",
 }
