@@ -10,8 +10,9 @@ from pathlib import Path
 PROFILE = "credentials:\n  - domain: github.com\n    env:\n      GH_TOKEN: password\n"
 
 # runwrap's own main() under an audit hook that reports every compile() of anything but a module file.
+# The console script imports re first (and with it functools, whose namedtuple is made by eval).
 DRIVER = """
-import sys
+import re, sys
 seen = []
 sys.addaudithook(lambda event, args: event == "compile" and not str(args[1]).endswith(".py")
                  and seen.append(str(args[1])))
