@@ -266,15 +266,11 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     """
     from runwrap.consumer.client import Endpoint
     from runwrap.paths import config_dir
+    from runwrap.supervise import supervisor
     from runwrap.supervise.memfile import FileSet
 
     argv = resolve(request, command, parent)
-    # The supervisor's modules load while the listener answers the handshake, the mask's while it
-    # answers the first request (it works on another core meanwhile).
-    channel = Endpoint.pick_in(config_dir(parent), connection).open(
-        meanwhile=(_load_supervisor, _load_mask if mask else _nothing))
-    from runwrap.supervise import supervisor
-
+    channel = Endpoint.pick_in(config_dir(parent), connection).open()
     secrets: tuple[Secret, ...] = ()
     files = FileSet(parent)
     try:
@@ -302,18 +298,6 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
             kill_grace=5.0 if kill_grace is None else kill_grace, lease=lease, files=files))
     finally:
         files.remove()  # the supervisor removes them once the child's tree is gone; this is for its errors
-
-
-def _load_supervisor() -> None:
-    import runwrap.supervise.supervisor  # noqa: F401
-
-
-def _load_mask() -> None:
-    import runwrap.supervise.mask  # noqa: F401
-
-
-def _nothing() -> None:
-    pass
 
 
 def _dry_run(profile: Profile, request: Request, command: list[str], parent: Mapping[str, str]) -> int:

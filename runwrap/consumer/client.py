@@ -46,28 +46,20 @@ Claim = Mapping[str, "str | int"]
 class Channel:
     """An authenticated Noise IK session with one listener."""
 
-    def __init__(self, sock: socket, session: noise_session.Session, timeout: float,
-                 meanwhile: Sequence[Callable[[], object]] = ()) -> None:
+    def __init__(self, sock: socket, session: noise_session.Session, timeout: float) -> None:
         self.sock = sock
         self.session = session
         self.timeout = timeout
         self.lease: str | None = None
-        self._meanwhile = list(meanwhile)
 
     @classmethod
-    def open(cls, conn: Connection, private: bytes, timeout: float = CONNECT_TIMEOUT,
-             meanwhile: Sequence[Callable[[], object]] = ()) -> Channel:
-        """The session; `meanwhile` is work to do while the listener answers, one piece per wait
-        (the handshake's, then each request's): the listener works on another core, and the exec
-        path loads the supervisor's modules in that time instead of after it."""
+    def open(cls, conn: Connection, private: bytes, timeout: float = CONNECT_TIMEOUT) -> Channel:
         sock = connect(conn.address, timeout, KEEPALIVE)
         try:
             deadline = time.monotonic() + timeout
             handshake = noise_session.initiator_ik(private, conn.public_bytes)
             sock.sendall(framing.preface(framing.MODE_SESSION))
             framing.send_frame(sock, handshake.write(b""))
-            if meanwhile:
-                meanwhile[0]()
             answer = framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME)
             if answer[:1] == framing.REJECT:
                 code, message = framing.reject_reason(answer)
@@ -84,7 +76,7 @@ class Channel:
                 raise FingerprintMismatch(
                     f"the listener at {conn.address} could not prove it holds the key pinned for "
                     f"connection {conn.name!r}") from None
-            return cls(sock, handshake.session(), timeout, meanwhile[1:])
+            return cls(sock, handshake.session(), timeout)
         except BaseException:
             sock.close()
             raise
@@ -93,8 +85,6 @@ class Channel:
         framing.send_frame(self.sock, self.session.encrypt(messages.encode(header)))
 
     def _receive(self, deadline: float | None) -> tuple[dict[str, Any], dict[str, Secret]]:
-        if self._meanwhile:
-            self._meanwhile.pop(0)()
         frame = framing.recv_frame(self.sock, deadline=deadline)
         return messages.decode(self.session.decrypt(frame))
 
@@ -228,8 +218,8 @@ class Endpoint:
         folder_for_files(config)
         return cls(connection, load_or_create_identity(os.path.join(config, CONSUMER_KEY)))
 
-    def open(self, timeout: float = CONNECT_TIMEOUT, meanwhile: Sequence[Callable[[], object]] = ()) -> Channel:
-        return Channel.open(self.connection, self._private, timeout, meanwhile)
+    def open(self, timeout: float = CONNECT_TIMEOUT) -> Channel:
+        return Channel.open(self.connection, self._private, timeout)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.connection.name!r} at {self.connection.address})"
