@@ -7,8 +7,7 @@ Makefile recipes).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # not typing's: `import runwrap` starts every console script, exec path included
 
 __version__ = "0.1.0"
 __all__ = [
@@ -24,6 +23,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from runwrap.api import Client
     from runwrap.credential import Credential
     from runwrap.errors import ConfigError, ConnectionFailed, Denied, NotFound, RunwrapError
@@ -45,7 +46,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runwrap' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    return getattr(__import__(module, fromlist=[name]), name)
 
 
 def __dir__() -> list[str]:

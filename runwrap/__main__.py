@@ -8,11 +8,13 @@ runwrap.errors. `main(argv) -> int` is callable from tests.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from runwrap.cli import exec_args
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _exec_path_ran = False
 
@@ -24,9 +26,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         args.remove("--debug")
     completing = any(k.startswith("_RUNWRAP_COMPLETE") for k in os.environ)
-    if not completing and exec_args.is_exec_form(args):
-        _exec_path_ran = True
-        return exec_args.main(args[1:] if args[0] == "exec" else args, debug)
+    # Starting up makes ~100k objects and no garbage, so the collector is off while runwrap's
+    # modules load (the collections they would trigger cost ~1 ms); run.launch turns it back on
+    # before it supervises the child.
+    gc.disable()
+    try:
+        from runwrap.cli import exec_args
+
+        if not completing and exec_args.is_exec_form(args):
+            _exec_path_ran = True
+            return exec_args.main(args[1:] if args[0] == "exec" else args, debug)
+    finally:
+        gc.enable()
     from runwrap.cli.app import run_app
 
     return run_app(args, debug=debug)

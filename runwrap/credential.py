@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from urllib.parse import urlsplit
 
 from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
@@ -16,28 +15,38 @@ from runwrap.secret import Secret
 FIELDS = ("username", "password", "totp", "uri", "notes", "domain", "credential_id")
 # Any other key of an item is a field too (`STRIPE_KEY: api_key`): an OpenBao key, a `key: value` line
 # in pass, a KeePass custom string, a Bitwarden custom field, a key of the command provider's JSON.
-_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}\Z")
+# Patterns as text, compiled (and cached by `re`) on first use: compiling costs more than the
+# checks on the exec path, which needs none of them for a profile it reads from the cache.
+_FIELD = r"[A-Za-z_][A-Za-z0-9_.-]{0,127}\Z"
 
 
 def is_field_name(name: object) -> bool:
     """True for a name a profile or `--env VAR=FIELD` may ask for: a standard field or an item's key."""
-    return isinstance(name, str) and bool(_FIELD.match(name))
+    return isinstance(name, str) and bool(re.match(_FIELD, name))
 
 # An id is a vault's own item id, or a path (OpenBao's `secret/team/deploy`): `/`-separated parts,
 # none empty and none starting with a dot, so no id can climb out of where a provider looks.
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*(?:/[A-Za-z0-9_:@-][A-Za-z0-9._:@-]*)*$")
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*(?:/[A-Za-z0-9_:@-][A-Za-z0-9._:@-]*)*$"
 _MAX_ID = 256
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _is_label(label: str) -> bool:
+    """1 to 63 of a-z 0-9 _ -, not starting or ending with a hyphen."""
+    return 0 < len(label) < 64 and label[0] != "-" and label[-1] != "-" and _LABEL_CHARS.issuperset(label)
 
 
 def normalize_domain(domain: str) -> str:
     """Lower case, no trailing dot, IDNA-encoded; ValueError if it is not a host name."""
     host = domain.strip().rstrip(".").lower()
-    try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ValueError(f"not a domain name: {domain!r}") from exc
-    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+    # An ASCII name is its own IDNA form (the label checks below are stricter than the codec's), and
+    # the codec's import (unicodedata, stringprep) costs ~1 ms of every `runwrap PROFILE -- cmd`.
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"not a domain name: {domain!r}") from exc
+    if not host or len(host) > 253 or not all(_is_label(label) for label in host.split(".")):
         raise ValueError(f"not a domain name: {domain!r}")
     return host
 
@@ -46,6 +55,8 @@ def host_of(uri_or_host: str) -> str:
     """The host of a URI (`https://github.com/login` -> `github.com`), or the text itself."""
     text = uri_or_host.strip()
     if "://" in text:
+        from urllib.parse import urlsplit  # the listener's; urllib.parse costs ~1.5 ms of a launch
+
         text = urlsplit(text).hostname or ""
     else:
         text = text.split("/", 1)[0].split(":", 1)[0]
@@ -70,7 +81,7 @@ class Query(FrozenRecord):
     def __init__(self, domain: str | None = None, id: str | None = None) -> None:
         if (domain is None) == (id is None):
             raise ValueError("a query names exactly one of a domain or an id")
-        if id is not None and (len(id) > _MAX_ID or not _ID.match(id)):
+        if id is not None and (len(id) > _MAX_ID or not re.match(_ID, id)):
             raise ValueError(f"not a vault item id: {id!r}")
         self._init(domain=None if domain is None else normalize_domain(domain), id=id)
 

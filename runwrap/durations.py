@@ -12,7 +12,7 @@ LONGEST_WAIT = 24 * 86400.0
 LONGEST_WAIT_TEXT = "24d"
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"  # compiled on first use: the exec path rarely parses one
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -27,7 +27,7 @@ def parse_duration(text: str | int | float) -> float:
     if re.fullmatch(r"\d+(?:\.\d+)?", value):
         return float(value)
     pos, total = 0, 0.0
-    for match in _PART.finditer(value):
+    for match in re.finditer(_PART, value):
         if match.start() != pos:
             break
         total += float(match.group(1)) * _UNITS[match.group(2)]

@@ -15,9 +15,7 @@ child's and vanish with the exec.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping, Sequence
-from fnmatch import fnmatchcase
+from collections.abc import Callable, Mapping, Sequence
 
 from runwrap.credential import FIELDS, is_field_name
 from runwrap.errors import RunwrapError, UsageError
@@ -37,16 +35,16 @@ DEFAULT_INHERIT: tuple[str, ...] = (
     "TMPDIR",
 )
 
+_GLOB_CHARS = frozenset("*?[")
+
 # Linux: one argv/envp string, its NUL included, may be at most 32 pages (fs/exec.c).
 MAX_ARG_STRLEN = 32 * 4096
 _POINTER = 8  # each envp entry also costs a pointer on the new stack
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
 
 def is_valid_name(name: str) -> bool:
     """A POSIX shell variable name: letters, digits and `_`, not starting with a digit."""
-    return bool(_NAME.match(name))
+    return name.isascii() and name.isidentifier()  # an ASCII identifier is exactly [A-Za-z_][A-Za-z0-9_]*
 
 
 def quote_name(name: str) -> str:
@@ -129,10 +127,31 @@ def base(parent: Mapping[str, str], inherit: Sequence[str] | None, set_: Mapping
 
     What the command is resolved against (its PATH), and what `--dry-run` shows.
     """
-    patterns = DEFAULT_INHERIT if inherit is None else tuple(inherit)
-    env = {name: value for name, value in parent.items() if any(fnmatchcase(name, p) for p in patterns)}
+    inherits = _globs(DEFAULT_INHERIT if inherit is None else tuple(inherit))
+    env = {name: value for name, value in parent.items() if inherits(name)}
     env.update(set_)
     return env
+
+
+def _globs(patterns: Sequence[str]) -> Callable[[str], bool]:
+    """fnmatchcase against any of `patterns`, with plain names and `PREFIX*` compared as strings:
+    fnmatch compiles a regex per pattern (~0.7 ms of each launch for the default list)."""
+    exact: set[str] = set()
+    starts: list[str] = []
+    others: list[str] = []
+    for pattern in patterns:
+        if not _GLOB_CHARS.intersection(pattern):
+            exact.add(pattern)
+        elif pattern.endswith("*") and not _GLOB_CHARS.intersection(pattern[:-1]):
+            starts.append(pattern[:-1])
+        else:
+            others.append(pattern)
+    prefixes = tuple(starts)
+    if not others:
+        return lambda name: name in exact or name.startswith(prefixes)
+    from fnmatch import fnmatchcase
+
+    return lambda name: name in exact or name.startswith(prefixes) or any(fnmatchcase(name, p) for p in others)
 
 
 def check(env: Mapping[str, str | Secret], origin: Mapping[str, str] | None = None) -> None:

@@ -9,10 +9,10 @@ and a failed fetch never starts a child.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runwrap import environment
@@ -218,7 +218,7 @@ def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> in
 
     harden()
     parent = dict(os.environ if environ is None else environ)
-    profile = lookup.find(args.profile, environ=parent, cwd=Path.cwd())
+    profile = lookup.find(args.profile, environ=parent, cwd=os.getcwd())
     request = Request.of_profile(profile)
     if args.dry_run:
         return _dry_run(profile, request, args.command, parent)
@@ -310,13 +310,13 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     """
     from runwrap.consumer.client import Endpoint
     from runwrap.consumer.client import rate_wait as pick_rate_wait
-    from runwrap.paths import layout
+    from runwrap.paths import config_dir
     from runwrap.supervise import supervisor
     from runwrap.supervise.memfile import FileSet
 
     argv = resolve(request, command, parent)
     wait = pick_rate_wait(rate_wait, parent)  # a bad RUNWRAP_RATE_WAIT is refused before anything is asked
-    channel = Endpoint.pick(layout(parent), connection).open()
+    channel = Endpoint.pick_in(config_dir(parent), connection).open()
     channel.rate_wait = wait
     secrets: tuple[Secret, ...] = ()
     files = FileSet(parent)
@@ -337,6 +337,10 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     child = Child(argv, env, secrets)
     shown = [env[name] for name in unmasked if name in env]
     masked = tuple(value for value in child.secrets if not any(value is other for other in shown))
+    # The collector was off while starting (runwrap.__main__). What starting made lives as long as
+    # runwrap: frozen, the collector never walks it again; what a long run makes is collected.
+    gc.freeze()
+    gc.enable()
     try:
         return supervisor.run(supervisor.Launch(
             argv=child.argv, env=child.env, secrets=masked, mask=mask, mask_hex=mask_hex, timeout=timeout,
@@ -347,12 +351,14 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
 
 
 def _policy(on_change: str) -> OnChange:
-    import signal
-
     from runwrap.supervise.launch import OnChange
 
     mode, _, name = on_change.partition(":")
-    return OnChange(mode, signal.Signals[f"SIG{name}"] if name else None)
+    if not name:
+        return OnChange(mode, None)
+    import signal  # only for signal:NAME (signal.py's enums cost a launch ~0.5 ms)
+
+    return OnChange(mode, signal.Signals[f"SIG{name}"])
 
 
 class Following:

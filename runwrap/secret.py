@@ -26,8 +26,8 @@ def wipe_bytes(data: bytes | bytearray | None) -> None:
     if data is None:
         return
     if isinstance(data, bytearray):
-        if data:  # memset in place: no zero buffer the size of the data is allocated
-            ctypes.memset((ctypes.c_char * len(data)).from_buffer(data), 0, len(data))
+        if data:  # memset in place from its first byte: no zero buffer, no ctypes array type per length
+            ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(data)), 0, len(data))
         return
     if isinstance(data, bytes) and len(data) > 1:
         ctypes.memset(id(data) + _BYTES_HEADER, 0, len(data))

@@ -9,10 +9,9 @@ fork safely afterwards.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runwrap.consumer.connections import Connection, Connections
 from runwrap.credential import FIELDS, Credential, Query
@@ -26,12 +25,15 @@ from runwrap.errors import (
     UsageError,
     from_code,
 )
-from runwrap.paths import Layout, folder_for_files
+from runwrap.paths import CONNECTIONS, CONSUMER_KEY, Layout, folder_for_files
 from runwrap.profile.model import CredentialSpec
 from runwrap.secret import Secret
 from runwrap.wire import framing, messages, noise_session
 from runwrap.wire.address import connect
 from runwrap.wire.identity import load_or_create_identity
+
+if TYPE_CHECKING:
+    from _socket import socket
 
 CONNECT_TIMEOUT = 10.0
 # A request may wait minutes for an approval with nothing on the wire; TCP keepalive is what notices
@@ -52,7 +54,7 @@ Claim = Mapping[str, "str | int"]
 class Channel:
     """An authenticated Noise IK session with one listener."""
 
-    def __init__(self, sock: socket.socket, session: noise_session.Session, timeout: float) -> None:
+    def __init__(self, sock: socket, session: noise_session.Session, timeout: float) -> None:
         self.sock = sock
         self.session = session
         self.timeout = timeout
@@ -358,9 +360,14 @@ class Endpoint:
     @classmethod
     def pick(cls, lay: Layout, name: str | None) -> Endpoint:
         """The named connection, else the only one, else the default (ConfigError if unpaired)."""
-        connection = Connections(lay.connections).pick(name)
-        folder_for_files(lay.config)
-        return cls(connection, load_or_create_identity(lay.consumer_key))
+        return cls.pick_in(lay.config, name)
+
+    @classmethod
+    def pick_in(cls, config: str | os.PathLike[str], name: str | None) -> Endpoint:
+        """`pick` given the config folder (`paths.config_dir`): the exec path builds no Layout."""
+        connection = Connections(os.path.join(config, CONNECTIONS)).pick(name)
+        folder_for_files(config)
+        return cls(connection, load_or_create_identity(os.path.join(config, CONSUMER_KEY)))
 
     def open(self, timeout: float = CONNECT_TIMEOUT) -> Channel:
         return Channel.open(self.connection, self._private, timeout)

@@ -8,7 +8,7 @@ else the default.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Any
 
 from runwrap.durations import rfc3339
@@ -34,7 +34,7 @@ class Connection(Record):
 class Connections:
     """The consumer's paired listeners, keyed by name, with an optional default."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = path
         raw = read_private_json(path, {"connections": {}})
         self.default: str | None = raw.get("default")

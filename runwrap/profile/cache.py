@@ -15,7 +15,6 @@ import os
 import stat
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
 
 from runwrap.credential import Query
@@ -25,15 +24,15 @@ MAX_ENTRY_BYTES = 2 * 1024 * 1024
 _SETTLE_NS = 2_000_000_000  # a file is cached only once its last change is this old
 
 
-def cache_dir(environ: Mapping[str, str]) -> Path | None:
+def cache_dir(environ: Mapping[str, str]) -> str | None:
     """Where `find` keeps parsed profiles: under $RUNWRAP_HOME, else $XDG_CACHE_HOME/runwrap."""
     if environ.get("RUNWRAP_HOME"):
-        return Path(environ["RUNWRAP_HOME"]) / "cache" / "profiles"
+        return os.path.join(environ["RUNWRAP_HOME"], "cache", "profiles")
     xdg = environ.get("XDG_CACHE_HOME", "")
     if os.path.isabs(xdg):
-        return Path(xdg) / "runwrap" / "profiles"
+        return os.path.join(xdg, "runwrap", "profiles")
     if environ.get("HOME"):
-        return Path(environ["HOME"]) / ".cache" / "runwrap" / "profiles"
+        return os.path.join(environ["HOME"], ".cache", "runwrap", "profiles")
     return None
 
 
@@ -63,11 +62,11 @@ def _stamp() -> list[int]:
     return _code_stamp
 
 
-def _cache_file(cache: Path, key: list[int]) -> Path:
-    return cache / f"{key[0]:x}-{key[1]:x}.json"
+def _cache_file(cache: str, key: list[int]) -> str:
+    return os.path.join(cache, f"{key[0]:x}-{key[1]:x}.json")
 
 
-def _private_dir(cache: Path) -> bool:
+def _private_dir(cache: str) -> bool:
     try:
         info = os.lstat(cache)
     except OSError:
@@ -75,7 +74,7 @@ def _private_dir(cache: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
 
 
-def get(cache: Path, info: os.stat_result, path: Path) -> Profile | None:
+def get(cache: str, info: os.stat_result, path: str | os.PathLike[str]) -> Profile | None:
     """The parsed profile for the file `path` whose fstat is `info`, or None (a miss)."""
     key = key_of(info)
     if not _private_dir(cache):
@@ -117,12 +116,12 @@ def get(cache: Path, info: os.stat_result, path: Path) -> Profile | None:
         return None
 
 
-def _make_private_dirs(folder: Path) -> None:
+def _make_private_dirs(folder: str) -> None:
     """mkdir -p, every folder it creates 0700 (SPEC, Files)."""
     missing = []
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.exists(folder) and folder != os.path.dirname(folder):
         missing.append(folder)
-        folder = folder.parent
+        folder = os.path.dirname(folder)
     for item in reversed(missing):
         try:
             os.mkdir(item, 0o700)
@@ -130,7 +129,7 @@ def _make_private_dirs(folder: Path) -> None:
             pass
 
 
-def put(cache: Path, info: os.stat_result, profile: Profile) -> None:
+def put(cache: str, info: os.stat_result, profile: Profile) -> None:
     """Keep `profile`, parsed from a file whose fstat was `info`, unless the file changed too lately."""
     # Racy-git rule: a file changed less than 2 s ago could change again within the same ctime tick.
     if info.st_ctime_ns >= time.time_ns() - _SETTLE_NS:
@@ -157,7 +156,8 @@ def put(cache: Path, info: os.stat_result, profile: Profile) -> None:
         },
     }
     target = _cache_file(cache, key)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    folder, name = os.path.split(target)
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
         _make_private_dirs(cache)
         if not _private_dir(cache):

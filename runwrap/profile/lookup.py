@@ -7,6 +7,8 @@ with one line: `FILE:LINE: what is wrong — what to change`.
 
 Parsing and checking live in `runwrap.profile.reader`. yaml costs 20-30 ms to import, more than
 the rest of the exec path, so that module is imported only on a miss of `runwrap.profile.cache`.
+`find`, the exec path's way in, works on strings: pathlib costs ~2.5 ms to import; `resolve` and
+`search_dirs` give the same places as `Path`s.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runwrap.environment import quote_name
 from runwrap.errors import ProfileError
 from runwrap.profile import cache as profile_cache
 from runwrap.profile.model import SUFFIXES, Profile
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MAX_PROFILE_BYTES = 1024 * 1024
 
@@ -31,47 +36,66 @@ def is_path(name: str) -> bool:
     return name.endswith(SUFFIXES) or "/" in name
 
 
-def _config_home(environ: Mapping[str, str]) -> Path:
+def _config_home(environ: Mapping[str, str]) -> str:
     xdg = environ.get("XDG_CONFIG_HOME", "")
     if os.path.isabs(xdg):  # the XDG spec says to ignore a relative value
-        return Path(xdg)
-    return Path(environ.get("HOME") or os.path.expanduser("~")) / ".config"
+        return xdg
+    return os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
 
 
-def search_dirs(environ: Mapping[str, str], cwd: Path) -> list[Path]:
-    dirs = [cwd / entry for entry in environ.get("RUNWRAP_PROFILES", "").split(":") if entry]
-    dirs.append(cwd / "profiles")
-    dirs.append(_config_home(environ) / "runwrap" / "profiles")
+def _search_dirs(environ: Mapping[str, str], cwd: str) -> list[str]:
+    dirs = [_clean(os.path.join(cwd, entry)) for entry in environ.get("RUNWRAP_PROFILES", "").split(":") if entry]
+    dirs.append(_clean(os.path.join(cwd, "profiles")))
+    dirs.append(_clean(os.path.join(_config_home(environ), "runwrap", "profiles")))
     return list(dict.fromkeys(dirs))  # one folder listed twice is searched once
 
 
-def resolve(name: str, *, environ: Mapping[str, str], cwd: Path) -> Path:
+def _clean(path: str) -> str:
+    """`path` as str(Path(path)) spells it (no empty or "." parts, no trailing slash), without pathlib."""
+    root = "//" if path.startswith("//") and not path.startswith("///") else "/" if path.startswith("/") else ""
+    return root + "/".join(part for part in path.split("/") if part and part != ".") or "."
+
+
+def _resolve(name: str, environ: Mapping[str, str], cwd: str) -> str:
     if not name or "\0" in name:
         raise ProfileError(
             f"{quote_name(name)} is not a profile name — give a name such as deploy or a file path"
         )
     if is_path(name):
-        path = cwd / name
-        if not path.is_file():
-            problem = "is a folder" if path.is_dir() else "does not exist"
+        path = _clean(os.path.join(cwd, name))
+        if not os.path.isfile(path):
+            problem = "is a folder" if os.path.isdir(path) else "does not exist"
             raise ProfileError(
                 f"{name}: {problem} (looked at {path}) — give the path of a profile's .yaml file"
             )
         return path
-    dirs = search_dirs(environ, cwd)
+    dirs = _search_dirs(environ, cwd)
     for folder in dirs:
         for suffix in SUFFIXES:
-            path = folder / (name + suffix)
-            if path.is_file():
+            path = os.path.join(folder, name + suffix)
+            if os.path.isfile(path):
                 return path
     raise ProfileError(
         f'no profile named "{name}" — looked for {name}.yaml and {name}.yml in '
-        f"{', '.join(str(d) for d in dirs)}; create it in one of them or pass a file path"
+        f"{', '.join(dirs)}; create it in one of them or pass a file path"
     )
 
 
-def find(name: str, *, environ: Mapping[str, str], cwd: Path) -> Profile:
-    return load(resolve(name, environ=environ, cwd=cwd), cache=profile_cache.cache_dir(environ))
+def search_dirs(environ: Mapping[str, str], cwd: Path) -> list[Path]:
+    from pathlib import Path
+
+    return [Path(folder) for folder in _search_dirs(environ, os.fspath(cwd))]
+
+
+def resolve(name: str, *, environ: Mapping[str, str], cwd: Path) -> Path:
+    from pathlib import Path
+
+    return Path(_resolve(name, environ, os.fspath(cwd)))
+
+
+def find(name: str, *, environ: Mapping[str, str], cwd: str | os.PathLike[str]) -> Profile:
+    """The profile `name` means (a path, or the first hit of the lookup); its `path` is a string."""
+    return load(_resolve(name, environ, os.fspath(cwd)), cache=profile_cache.cache_dir(environ))
 
 
 def list_profiles(environ: Mapping[str, str], cwd: Path) -> list[tuple[str, Path, str]]:
@@ -91,6 +115,8 @@ def list_profiles(environ: Mapping[str, str], cwd: Path) -> list[tuple[str, Path
 def reachable(environ: Mapping[str, str], cwd: Path) -> dict[str, Path]:
     """Every profile name `find` can reach, with the file it means (first hit per name); none is read."""
     found: dict[str, Path] = {}
+    from pathlib import Path
+
     for folder in search_dirs(environ, cwd):
         try:
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
@@ -113,7 +139,7 @@ def reachable(environ: Mapping[str, str], cwd: Path) -> dict[str, Path]:
 
 # --- loading one -------------------------------------------------------------------------------
 
-def _shown(path: Path) -> str:
+def _shown(path: str | os.PathLike[str]) -> str:
     """The path as a message shows it: relative to the current folder when it is inside it."""
     text = str(path)
     try:
@@ -123,7 +149,7 @@ def _shown(path: Path) -> str:
     return text[len(here) + 1 :] if text.startswith(here + os.sep) else text
 
 
-def load(path: Path, *, cache: Path | None = None) -> Profile:
+def load(path: str | os.PathLike[str], *, cache: str | None = None) -> Profile:
     """Read and validate one profile file; `cache` is a folder for parsed profiles (see above)."""
     shown = _shown(path)
     try:

@@ -6,9 +6,8 @@ and the exec path, the API and `runwrap run` (one item named on the command line
 
 from __future__ import annotations
 
-import signal
+import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from runwrap.credential import Query
 from runwrap.profile.files import DEFAULT_MODE, template_fields
@@ -31,6 +30,8 @@ def parse_on_change(text: str) -> str:
         return word
     kind, colon, name = word.partition(":")
     if kind == "signal" and colon:
+        import signal  # only here: signal.py builds its enums at import, off the exec path otherwise
+
         full = name.strip().upper()
         full = full if full.startswith("SIG") else f"SIG{full}"
         if full in signal.Signals.__members__ and full not in _NOT_ANNOUNCING and not full.startswith("SIGRT"):
@@ -96,7 +97,7 @@ class Profile(FrozenRecord):
         "timeout",
     )
     name: str
-    path: Path
+    path: str | os.PathLike[str]  # as the caller named it: the exec path passes strings (no pathlib)
     description: str
     connection: str | None
     credentials: tuple[CredentialSpec, ...]
@@ -108,7 +109,7 @@ class Profile(FrozenRecord):
     kill_grace: float | None
     on_change: str  # parse_on_change's form: none, restart, exit or signal:NAME
 
-    def __init__(self, *, name: str, path: Path, description: str, connection: str | None,
+    def __init__(self, *, name: str, path: str | os.PathLike[str], description: str, connection: str | None,
                  credentials: tuple[CredentialSpec, ...], inherit: tuple[str, ...] | None, set: Mapping[str, str],
                  mask: bool, timeout: float | None, kill_grace: float | None, mask_hex: bool = False,
                  on_change: str = "none") -> None:
@@ -117,8 +118,8 @@ class Profile(FrozenRecord):
                    on_change=on_change)
 
 
-def name_of(path: Path) -> str:
-    name = path.name
+def name_of(path: str | os.PathLike[str]) -> str:
+    name = os.path.basename(path)
     for suffix in SUFFIXES:
         name = name.removesuffix(suffix)
     return name

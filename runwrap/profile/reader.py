@@ -9,7 +9,7 @@ problem found is reported as `FILE:LINE: what is wrong — what to change`.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from types import MappingProxyType
 from typing import Any
 
@@ -63,7 +63,7 @@ def _kind(node: Node) -> str:
     }.get(node.tag, f"tagged {node.tag}")
 
 
-def parse(data: bytes, path: Path, shown: str) -> Profile:
+def parse(data: bytes, path: str | os.PathLike[str], shown: str) -> Profile:
     """The checked profile in `data`, the contents of `path` (shown in messages as `shown`)."""
     try:
         text = data.decode("utf-8")
@@ -132,7 +132,7 @@ class _Reader:
             raise self.fail(node, f"{what} is {_kind(node)}", fix)
         return str(node.value)
 
-    def profile(self, root: Node | None, path: Path) -> Profile:
+    def profile(self, root: Node | None, path: str | os.PathLike[str]) -> Profile:
         if root is None:
             raise self.fail(1, "the profile is empty", "add a credentials: list (see SPEC, Profiles)")
         if not isinstance(root, yaml.MappingNode):

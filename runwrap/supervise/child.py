@@ -14,14 +14,18 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import signal
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from runwrap.environment import to_exec_env
 from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
 from runwrap.linux import PR_SET_PDEATHSIG, prctl
 from runwrap.secret import Secret
 from runwrap.supervise import hardening, ptyio
+
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 
 
 class Plan:

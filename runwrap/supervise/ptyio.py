@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import struct
 import termios
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 
 _WINSIZE = struct.Struct("HHHH")
 

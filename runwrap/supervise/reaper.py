@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
+from typing import TYPE_CHECKING
 
 from runwrap.supervise.signals import SignalFd, kill
 from runwrap.supervise.streams import say
+
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 
 STUCK_AFTER_KILL = 30.0  # give up on processes that survive SIGKILL this long (D state)
 

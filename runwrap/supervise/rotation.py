@@ -24,7 +24,6 @@ The old and the new values are both masked from the change on (each masker gets 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from typing import TYPE_CHECKING
 
@@ -37,9 +36,13 @@ from runwrap.supervise.signals import STOPS, kill
 from runwrap.supervise.streams import Stream
 
 if TYPE_CHECKING:
+    import signal
+
     from runwrap.supervise.child import Plan
     from runwrap.supervise.mask import Masker
     from runwrap.supervise.signals import SignalFd
+else:
+    import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 
 # A signal that ends a run: sent to runwrap while a restart is under way, it cancels the restart
 # and the run ends with the stopped child's status (its own death by that signal, as a rule).

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import struct
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from runwrap.linux import libc
+
+if TYPE_CHECKING:
+    import signal
+else:  # the C module: signal.py converts every constant to an enum at import (~0.5 ms of each
+    import _signal as signal  # launch); runwrap needs only the numbers and the calls
 
 SFD_CLOEXEC = os.O_CLOEXEC
 SFD_NONBLOCK = os.O_NONBLOCK

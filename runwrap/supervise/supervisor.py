@@ -7,10 +7,9 @@ process it started outlives it. How:
 - The command is resolved before forking (`command`) and started with fork + execve; the forked
   child (`child`) is the only place `Secret` values become `NAME=value` bytes, and an exec
   failure comes back to `run` with its errno.
-- runwrap is a child subreaper (tini), blocks the signals it forwards plus SIGCHLD and reads them
-  from a signalfd (`signals`) in one poll loop, together with the child's output, stdin (pty
-  mode), the lease and the nearest deadline. Every SIGCHLD reaps with waitpid(-1, WNOHANG),
-  orphans included.
+- runwrap is a child subreaper (tini), blocks the signals it forwards plus SIGCHLD and reads them from
+  a signalfd (`signals`) in one poll loop, with the child's output, stdin (pty mode), the lease and
+  the nearest deadline. Every SIGCHLD reaps with waitpid(-1, WNOHANG), orphans included.
 - Output goes through a `Masker` per stream (`streams`), or straight to runwrap's own stdio when
   masking is off. With a terminal (runwrap has a controlling one, or one on its stdio) the child
   gets a pty of runwrap's instead (see `ptyio`): as its controlling terminal, so /dev/tty is
@@ -18,7 +17,7 @@ process it started outlives it. How:
   one for both when they go to one place (`2>&1`).
 - runwrap's death kills the child (PR_SET_PDEATHSIG, in `child`).
 - When the child ends: wipe, flush, report the lease's end, then end every remaining descendant
-  (`reaper`). A change of the credentials may end it first and start it again (`rotation`).
+  (`reaper`). A change of the credentials may end it and start it again first (`rotation`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 import time
 from typing import TYPE_CHECKING
 
@@ -44,14 +42,16 @@ from runwrap.supervise.signals import FORWARDED, KEYBOARD, SI_KERNEL, STOPS, Sig
 from runwrap.supervise.streams import Stream, same_destination, say
 
 if TYPE_CHECKING:
+    import signal
+
     from runwrap.supervise.mask import Masker
+else:
+    import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 
 REVOKE_GRACE = 1.0
 OUTPUT_FAILED = 1  # the child's output could not be written (as `cat` or `yes` exit when a write fails)
 STOP_CHECK = 0.1  # how long a child gets to handle SIGTSTP before pty mode stops it
 
-
-# ---- the supervisor ----
 
 def run(launch: Launch) -> int:
     """Run and supervise the child; its exit status (or 124 on timeout), or die by its signal."""

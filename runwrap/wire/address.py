@@ -6,12 +6,26 @@ it binds, and `pair` names a connection after the host of the address it was giv
 
 from __future__ import annotations
 
-import socket
+import _socket
 
 from runwrap.errors import ConfigError, ConnectionFailed
 from runwrap.wire import framing
 
 Target = tuple[str, str | tuple[str, int]]
+
+
+class Socket(_socket.socket):
+    """The C socket that `socket.socket` wraps, usable in `with`. The wrapper module builds enums of
+    every socket constant at import (~2 ms of each `runwrap PROFILE -- cmd`) for features a
+    consumer's connection never uses (makefile, sendfile, enum-typed families)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def parse_address(address: str) -> tuple[str, str | tuple[str, int]]:
@@ -61,7 +75,7 @@ def host_of(address: str) -> str:
     return target[0] if kind == "tcp" and isinstance(target, tuple) else ""
 
 
-def connect(address: str, timeout: float, keepalive: tuple[int, int, int] | None = None) -> socket.socket:
+def connect(address: str, timeout: float, keepalive: tuple[int, int, int] | None = None) -> Socket:
     """A connected, blocking socket with `timeout`; ConnectionFailed with the reason otherwise.
 
     TCP gets TCP_NODELAY (requests are small and answered at once) and, with `keepalive`
@@ -69,10 +83,10 @@ def connect(address: str, timeout: float, keepalive: tuple[int, int, int] | None
     """
     kind, target = parse_address(address)
     if kind == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     else:
         assert isinstance(target, tuple)
-        sock = socket.socket(socket.AF_INET6 if ":" in target[0] else socket.AF_INET, socket.SOCK_STREAM)
+        sock = Socket(_socket.AF_INET6 if ":" in target[0] else _socket.AF_INET, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(target)
@@ -81,7 +95,7 @@ def connect(address: str, timeout: float, keepalive: tuple[int, int, int] | None
         why = exc.strerror or type(exc).__name__
         raise ConnectionFailed(f"cannot reach the listener at {address}: {why}; is `runwrap listen` running?") from None
     if kind == "tcp":
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         if keepalive is not None:
             framing.set_keepalive(sock, *keepalive)
     return sock

@@ -8,7 +8,7 @@ an asyncio reader (the listener) live here so the rules are written once.
 
 from __future__ import annotations
 
-import socket
+import _socket  # not `socket`: see runwrap.wire.address.Socket
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -68,7 +68,7 @@ def check_length(header: bytes, max_len: int) -> int:
 
 # ---- blocking side (consumer) ----
 
-def _recv_exact(sock: socket.socket, count: int, deadline: float | None) -> bytes:
+def _recv_exact(sock: _socket.socket, count: int, deadline: float | None) -> bytes:
     chunks = bytearray()
     while len(chunks) < count:
         if deadline is not None:
@@ -93,30 +93,30 @@ def _recv_exact(sock: socket.socket, count: int, deadline: float | None) -> byte
     return bytes(chunks)
 
 
-def recv_frame(sock: socket.socket, *, deadline: float | None, max_len: int = MAX_FRAME) -> bytes:
+def recv_frame(sock: _socket.socket, *, deadline: float | None, max_len: int = MAX_FRAME) -> bytes:
     length = check_length(_recv_exact(sock, LENGTH.size, deadline), max_len)
     return _recv_exact(sock, length, deadline)
 
 
-def send_frame(sock: socket.socket, payload: bytes, max_len: int = MAX_FRAME) -> None:
+def send_frame(sock: _socket.socket, payload: bytes, max_len: int = MAX_FRAME) -> None:
     try:
         sock.sendall(encode(payload, max_len))
     except OSError as exc:
         raise ConnectionFailed(f"the connection to the listener broke: {exc.strerror or exc}") from None
 
 
-def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+def set_keepalive(sock: _socket.socket, idle: int, interval: int, count: int) -> None:
     """End a TCP connection whose peer or link went away, in about idle + interval * count seconds.
 
     Keepalive probes an idle connection, but only while all that was sent has been acknowledged: a
     request cut off before its ACK came back would be retransmitted for ~15 minutes (tcp_retries2),
     so TCP_USER_TIMEOUT bounds unacknowledged data to the same time.
     """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
     for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count),
                         ("TCP_USER_TIMEOUT", (idle + interval * count) * 1000)):
-        if hasattr(socket, name):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        if hasattr(_socket, name):
+            sock.setsockopt(_socket.IPPROTO_TCP, getattr(_socket, name), value)
 
 
 def reject_reason(answer: bytes) -> tuple[str, str]:

@@ -7,7 +7,7 @@ never overwritten: the listener's key is what its consumers pin, the consumer's 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 
 from runwrap.errors import ConfigError
 from runwrap.paths import read_private, write_private
@@ -22,7 +22,7 @@ def fingerprint(public_key: bytes) -> str:
     return ":".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
-def load_or_create_identity(path: Path) -> bytes:
+def load_or_create_identity(path: str | os.PathLike[str]) -> bytes:
     """The private key at `path`, created on first use."""
     data = read_private(path)
     if data is not None:

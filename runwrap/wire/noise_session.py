@@ -13,14 +13,37 @@ of order) comes out of here as `ProtocolError`, so callers never see the library
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from noise.backends.noise_backend import NoiseBackend
 from noise.noise_protocol import NoiseProtocol
 
 from runwrap.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+# X25519 and ChaCha20-Poly1305 from cryptography's Rust bindings, which its public classes wrap:
+# importing those loads cryptography's Python layer, and their first use its OpenSSL backend just
+# to ask whether X25519 is supported (~7 ms on every `runwrap PROFILE -- cmd`). The bindings are
+# private, so tests/wire/test_wire_crypto_bindings.py fails loudly when the locked cryptography
+# moves them; any other cryptography without them falls back to the public classes.
+try:
+    from cryptography.hazmat.bindings._rust import openssl as _rust
+
+    _x25519_generate = _rust.x25519.generate_key
+    _x25519_private = _rust.x25519.from_private_bytes
+    _x25519_public = _rust.x25519.from_public_bytes
+    ChaCha20Poly1305 = _rust.aead.ChaCha20Poly1305
+    BINDINGS = "rust"
+except (ImportError, AttributeError):  # pragma: no cover - a cryptography other than the locked one
+    from cryptography.hazmat.primitives.asymmetric import x25519 as _public_x25519
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    _x25519_generate = _public_x25519.X25519PrivateKey.generate
+    _x25519_private = _public_x25519.X25519PrivateKey.from_private_bytes
+    _x25519_public = _public_x25519.X25519PublicKey.from_public_bytes
+    BINDINGS = "public"
 
 try:  # hashlib's own module; `import hashlib` would also load OpenSSL's libcrypto (~5 ms, ~3.4 MB RSS)
     from _blake2 import blake2s
@@ -59,7 +82,7 @@ class _KeyPair25519:
     def from_private_bytes(cls, private_bytes: bytes) -> _KeyPair25519:
         if len(private_bytes) != KEY_LEN:
             raise ValueError("an X25519 private key is 32 bytes")
-        private = X25519PrivateKey.from_private_bytes(private_bytes)
+        private = _x25519_private(private_bytes)
         public = private.public_key()
         return cls(private, public, public.public_bytes_raw())
 
@@ -67,7 +90,7 @@ class _KeyPair25519:
     def from_public_bytes(cls, public_bytes: bytes) -> _KeyPair25519:
         if len(public_bytes) != KEY_LEN:
             raise ValueError("an X25519 public key is 32 bytes")
-        public = X25519PublicKey.from_public_bytes(public_bytes)
+        public = _x25519_public(public_bytes)
         return cls(None, public, public.public_bytes_raw())
 
 
@@ -76,7 +99,7 @@ class _DH25519:
     dhlen = KEY_LEN
 
     def generate_keypair(self) -> _KeyPair25519:
-        private = X25519PrivateKey.generate()
+        private = _x25519_generate()
         public = private.public_key()
         return _KeyPair25519(private, public, public.public_bytes_raw())
 
@@ -148,12 +171,12 @@ _BACKEND = _backend()
 
 def generate_keypair() -> tuple[bytes, bytes]:
     """A fresh X25519 key pair as (private, public) raw bytes."""
-    private = X25519PrivateKey.generate()
+    private = _x25519_generate()
     return private.private_bytes_raw(), private.public_key().public_bytes_raw()
 
 
 def public_key(private: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    return _x25519_private(private).public_key().public_bytes_raw()
 
 
 class Session:
