@@ -259,7 +259,7 @@ EXEC_PATH_MAY_IMPORT = {
     "runwrap.supervise.ptyio", "runwrap.supervise.reaper", "runwrap.supervise.signals",
     "runwrap.supervise.streams", "runwrap.supervise.launch", "runwrap.supervise.memfile", "runwrap.supervise.mask",
     "runwrap.supervise.mask_lines", "runwrap.supervise.mask_patterns", "runwrap.supervise.maskviews",
-    "runwrap.supervise.memfind", "bisect", "_bisect",
+    "runwrap.supervise.memfind", "runwrap.supervise.rotation", "bisect", "_bisect",
     # the console script's `import re`, noiseprotocol's `typing` and what those two import (3.10: sre_*)
     "re", "re._casefix", "re._compiler", "re._constants", "re._parser", "sre_compile", "sre_constants", "sre_parse",
     "_sre", "_locale", "enum", "types", "functools", "_functools", "operator", "_operator", "collections",
