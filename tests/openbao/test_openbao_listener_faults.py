@@ -12,7 +12,7 @@ import pytest
 
 from runwrap.testing.listener import RunningListener
 
-from .bao_kit import GITHUB, BaoServer, seed
+from .bao_kit import GITHUB, BaoServer, seeded_server
 
 
 def one_line_error(listener: RunningListener, *args: str) -> str:
@@ -31,13 +31,8 @@ def other_peer_gets_github(listener: RunningListener, home: Path) -> None:
 
 @pytest.fixture
 def own_bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
-    server = BaoServer(tmp_path_factory.mktemp("sealed")).start()  # sealed below: not the session's server
-    try:
-        server.setup_listener_access()
-        seed(server)
+    with seeded_server(tmp_path_factory.mktemp("sealed")) as server:  # sealed below: not the session's server
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_sealed_server_is_one_line_and_another_peer_is_still_served(own_bao: BaoServer) -> None:

@@ -17,7 +17,7 @@ import pytest
 from runwrap.testing.listener import RunningListener, runwrap_executable
 from tests.polling import wait_for
 
-from .bao_kit import BaoServer, Postgres
+from .bao_kit import BaoServer, Postgres, watching_listener
 
 INTERVAL = 1.0
 CHILD = 'printf "%s\\n" "$V" >> {seen}; exec sleep 600'
@@ -25,10 +25,7 @@ CHILD = 'printf "%s\\n" "$V" >> {seen}; exec sleep 600'
 
 @pytest.fixture(scope="module")
 def listener(bao: BaoServer, listener_token: str) -> Iterator[RunningListener]:
-    with RunningListener("openbao", args=["--watch-interval", f"{INTERVAL:g}s"],
-                         provider_options={"address": bao.address},
-                         extra_env={"BAO_TOKEN": listener_token}) as running:
-        running.pair()
+    with watching_listener(bao, listener_token, INTERVAL) as running:
         yield running
 
 

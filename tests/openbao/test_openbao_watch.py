@@ -20,17 +20,14 @@ from runwrap.testing.listener import RunningListener
 from tests.helpers.watching import Watching
 from tests.polling import wait_for
 
-from .bao_kit import LISTENER_POLICY, BaoServer, Postgres
+from .bao_kit import LISTENER_POLICY, BaoServer, Postgres, watching_listener
 
 INTERVAL = 1.0
 
 
 @pytest.fixture(scope="module")
 def listener(bao: BaoServer, listener_token: str) -> Iterator[RunningListener]:
-    with RunningListener("openbao", args=["--watch-interval", f"{INTERVAL:g}s"],
-                         provider_options={"address": bao.address},
-                         extra_env={"BAO_TOKEN": listener_token}) as running:
-        running.pair()
+    with watching_listener(bao, listener_token, INTERVAL) as running:
         yield running
 
 
