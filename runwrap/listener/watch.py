@@ -63,6 +63,7 @@ class _Served:
     credential_id: str  # the item it came from (`secret/runwrap/github.com@3`): what change_signal starts from
     lease: Lease | None = None  # a dynamic secret's lease: followed by its max TTL, never looked up again
     signal: str | None = None  # the provider's signal under which the digest was last confirmed
+    refused: bytes | None = None  # the digest of new values too large to push: audited once, not each tick
 
 
 @dataclass(eq=False)
@@ -163,6 +164,8 @@ class Watcher:
             changed, bumped = False, 0
             for session, served in groups[key]:
                 digest = self._digest(item, served.fields)
+                if digest == served.refused:  # still the values that could not be sent: said once already
+                    continue
                 if digest != served.digest:
                     changes.setdefault(session.state.lease, []).append(_Change(served, item, digest, signal))
                     changed = True
@@ -308,6 +311,8 @@ class Watcher:
             try:  # over ~64 KB it goes in parts, as a first answer does (messages.PARTS)
                 frames = messages.seal(plaintext, state.session.encrypt, noise_session.MAX_PLAINTEXT)
             except ProtocolError:  # over MAX_ANSWER: the first answer was refused the same way
+                for change in changed:
+                    change.served.refused = change.digest
                 with contextlib.suppress(AuditError):
                     self.audit.write("watch_failed", peer=state.peer, peer_fp=state.fp, lease=state.lease,
                                      items=[str(c.served.query) for c in changed], decision="error",

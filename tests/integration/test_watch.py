@@ -17,6 +17,7 @@ import pytest
 
 from runwrap.credential import Query
 from runwrap.testing.listener import RunningListener
+from runwrap.wire import messages
 from tests.helpers.watching import Pushed, Watching
 from tests.polling import wait_for
 
@@ -210,3 +211,19 @@ def test_a_new_value_over_one_noise_message_is_pushed_in_parts(listener: Running
         pushed = _changed(watching, INTERVAL + 5)
         assert pushed.value(0, "password") == big
         assert watching.next(0.5) is None  # nothing left over on the session after the parts
+
+
+def test_a_new_value_over_the_answer_limit_is_audited_once_and_not_pushed(listener: RunningListener,
+                                                                          vault: Vault) -> None:
+    too_big = "k" * (messages.MAX_ANSWER + 1)
+    with Watching(listener.home, [(QUERY, ["password"])]) as watching:
+        vault.set(password=too_big, username="bob")
+        before = vault.count()
+        wait_for(lambda: vault.count() >= before + 4, 15, "four lookups of the oversized value")
+        failed = [e for e in listener.audit_events() if e["event"] == "watch_failed"]
+        assert len(failed) == 1, failed  # once, not at every tick
+        assert f"over {messages.MAX_ANSWER} bytes" in failed[0]["reason"]
+        assert "kkkk" not in json.dumps(failed)
+        assert watching.next(0.1) is None  # the children keep what they were given
+        vault.set(password="pw-small", username="bob")  # a value that fits is pushed again
+        assert _changed(watching, INTERVAL + 2).values == {"0/password": "pw-small"}
