@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -50,10 +51,32 @@ class Approver:
                         f"(pid {prov.get('pid') or '?'}, folder {prov.get('cwd') or '?'}) — its claim, not proof\n"
                         f"  allow{' for ' + format_duration(self.ttl) if self.mode == 'first' else ''}"
                         "? [y/N] ")
-            answer = await asyncio.get_running_loop().run_in_executor(None, self.ask, question)
+            answer = await _in_daemon_thread(self.ask, question)
             if self.mode == "first" and answer is not None:
                 self._remembered[key] = (answer, time.monotonic() + self.ttl)
             return bool(answer)
+
+
+async def _in_daemon_thread(ask: Callable[[str], bool | None], question: str) -> bool | None:
+    """`ask(question)` in a thread of its own that nobody waits for: the default executor's threads are
+    joined when the loop ends, so a TERM would wait for the owner's answer (or --approve-timeout)."""
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[bool | None] = loop.create_future()
+
+    def settle(result: bool | None, error: BaseException | None) -> None:
+        if not answered.done():  # a listener that stopped cancelled the request meanwhile
+            answered.set_exception(error) if error is not None else answered.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = ask(question), None
+        except BaseException as exc:  # delivered to the request, as run_in_executor would
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the listener has stopped
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="runwrap-approval", daemon=True).start()
+    return await answered
 
 
 def ask_terminal(question: str, timeout: float = 120.0) -> bool | None:

@@ -3,6 +3,9 @@ fields and the consumer's claim; the vault is not read before the answer; `first
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -100,3 +103,29 @@ def test_approval_without_a_terminal_is_refused_at_start():
     with pytest.raises(RuntimeError, match="asks on the listener's terminal, and this listener has none"):
         with RunningListener(args=["--approve", "always"]):
             pass
+
+
+def test_term_while_a_question_waits_stops_the_listener_at_once(recorded, tmp_path):
+    # The question waits on the terminal in a thread; a TERM must not wait for its answer (or its
+    # --approve-timeout) before the listener stops, and nothing may be read or started meanwhile.
+    running, options, calls = recorded
+    pane = start_listener_in_pane(running, "term", ["--approve", "always", "--approve-timeout", "60s"], options)
+    try:
+        running.pair("laptop", ["*"])
+        marker = tmp_path / "ran"
+        waiting = consumer(running, "connect", "--domain", "github.com", "--output", "json")
+        child = consumer(running, "exec", "--domain", "test.com", "--", "touch", str(marker))
+        pane.wait_text("allow? [y/N]")
+        pid = json.loads((running.home / "listener.json").read_text())["pid"]
+        started = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        text = pane.wait_text("LISTENER-EXITED=", timeout=10)
+        assert time.monotonic() - started < 3, text
+        assert "LISTENER-EXITED=0" in text
+        assert waiting.wait(timeout=10) == 2 and child.wait(timeout=10) == 125  # the listener went away
+        assert waiting.stdout is not None and child.stderr is not None
+        assert json.loads(waiting.stdout.read())["success"] is False  # connect --output json: on stdout
+        assert len(child.stderr.read().strip().splitlines()) == 1
+        assert not marker.exists() and calls_made(calls) == 0
+    finally:
+        pane.close()
