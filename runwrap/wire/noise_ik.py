@@ -95,7 +95,9 @@ def _hash(data: bytes) -> bytes:
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
-    """HMAC-BLAKE2s (RFC 2104 with a 64-byte block); Noise's keys are never longer than the block."""
+    """HMAC-BLAKE2s (RFC 2104 with a 64-byte block), as Noise §4.3 defines HMAC-HASH."""
+    if len(key) > BLOCK_LEN:  # never in Noise, whose keys are HASH_LEN bytes
+        key = _hash(key)
     key = key.ljust(BLOCK_LEN, b"\0")
     inner = blake2s(key.translate(_IPAD))
     inner.update(data)
