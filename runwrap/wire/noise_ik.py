@@ -1,9 +1,9 @@
 """The consumer's own Noise handshake: `Noise_IK_25519_ChaChaPoly_BLAKE2s` as initiator, and its transport.
 
 Why runwrap carries it: every `runwrap PROFILE -- cmd` runs one IK handshake as initiator, and importing
-noiseprotocol for it cost ~10.7 ms of a launch (its `typing` brings `re`, `enum`, `functools` and
-`collections`), several times what the handshake itself costs. This module is that one role, written
-from the Noise spec (revision 34, §5.1 CipherState, §5.2 SymmetricState, §5.3 HandshakeState, §7.5 the IK
+noiseprotocol for it costs ~10.7 ms over `python -c pass` (its `typing` brings `re`, `enum`, `functools`
+and `collections`), more than the handshake itself. This module is that one role, written from the
+Noise spec (revision 34, §5.1 CipherState, §5.2 SymmetricState, §5.3 HandshakeState, §7.5 the IK
 pattern), over the same primitives the fence gives noiseprotocol: X25519 and ChaCha20-Poly1305 from
 cryptography's Rust bindings, BLAKE2s from `_blake2`. It imports nothing else but runwrap.errors.
 
