@@ -28,7 +28,7 @@ from runwrap.errors import (
 from runwrap.paths import CONNECTIONS, CONSUMER_KEY, Layout, folder_for_files
 from runwrap.profile.model import CredentialSpec
 from runwrap.secret import Secret
-from runwrap.wire import framing, messages, noise_session
+from runwrap.wire import framing, messages, noise_ik
 from runwrap.wire.address import connect
 from runwrap.wire.identity import load_or_create_identity
 
@@ -54,7 +54,7 @@ Claim = Mapping[str, "str | int"]
 class Channel:
     """An authenticated Noise IK session with one listener."""
 
-    def __init__(self, sock: socket, session: noise_session.Session, timeout: float) -> None:
+    def __init__(self, sock: socket, session: noise_ik.Session, timeout: float) -> None:
         self.sock = sock
         self.session = session
         self.timeout = timeout
@@ -66,7 +66,7 @@ class Channel:
         sock = connect(conn.address, timeout, KEEPALIVE)
         try:
             deadline = time.monotonic() + timeout
-            handshake = noise_session.initiator_ik(private, conn.public_bytes)
+            handshake = noise_ik.initiator_ik(private, conn.public_bytes)
             sock.sendall(framing.preface(framing.MODE_SESSION))
             framing.send_frame(sock, handshake.write(b""))
             answer = framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME)

@@ -11,7 +11,7 @@ import os
 
 from runwrap.errors import ConfigError
 from runwrap.paths import read_private, write_private
-from runwrap.wire import noise_session
+from runwrap.wire import noise_ik
 
 
 def fingerprint(public_key: bytes) -> str:
@@ -33,7 +33,7 @@ def load_or_create_identity(path: str | os.PathLike[str]) -> bytes:
         if len(key) != 32:
             raise ConfigError(f"{path} holds a key of the wrong length; remove it to make a new identity")
         return key
-    private, _public = noise_session.generate_keypair()
+    private, _public = noise_ik.generate_keypair()
     if not write_private(path, json.dumps({"private": private.hex()}).encode() + b"\n", exclusive=True):
         return load_or_create_identity(path)  # another process made it first: use that one
     return private

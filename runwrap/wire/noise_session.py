@@ -9,6 +9,11 @@ runwrap uses two patterns (docs/protocol.md):
   that one pairing.
 Every failure of the library (a bad tag, a low-order point, a message of the wrong size, a call out
 of order) comes out of here as `ProtocolError`, so callers never see the library's exceptions.
+
+The listener's side of both, and the consumer's side of pairing, run on noiseprotocol here. The
+consumer's side of a session — the one handshake on every `runwrap PROFILE -- cmd` — is runwrap's own
+(runwrap.wire.noise_ik), because importing noiseprotocol with the `typing` it brings costs ~10.7 ms
+over `python -c pass`; `initiator_ik` returns it, and the tests run it against this module's responder.
 """
 
 from __future__ import annotations
@@ -19,48 +24,31 @@ from noise.backends.noise_backend import NoiseBackend
 from noise.noise_protocol import NoiseProtocol
 
 from runwrap.errors import ProtocolError
+from runwrap.wire import noise_ik
+from runwrap.wire.noise_ik import ChaCha20Poly1305, x25519_generate, x25519_private, x25519_public
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-# X25519 and ChaCha20-Poly1305 from cryptography's Rust bindings, which its public classes wrap:
-# importing those loads cryptography's Python layer, and their first use its OpenSSL backend just
-# to ask whether X25519 is supported (~7 ms on every `runwrap PROFILE -- cmd`). The bindings are
-# private, so tests/wire/test_wire_crypto_bindings.py fails loudly when the locked cryptography
-# moves them; any other cryptography without them falls back to the public classes.
-try:
-    from cryptography.hazmat.bindings._rust import openssl as _rust
-
-    _x25519_generate = _rust.x25519.generate_key
-    _x25519_private = _rust.x25519.from_private_bytes
-    _x25519_public = _rust.x25519.from_public_bytes
-    ChaCha20Poly1305 = _rust.aead.ChaCha20Poly1305
-    BINDINGS = "rust"
-except (ImportError, AttributeError):  # pragma: no cover - a cryptography other than the locked one
-    from cryptography.hazmat.primitives.asymmetric import x25519 as _public_x25519
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
-    _x25519_generate = _public_x25519.X25519PrivateKey.generate
-    _x25519_private = _public_x25519.X25519PrivateKey.from_private_bytes
-    _x25519_public = _public_x25519.X25519PublicKey.from_public_bytes
-    BINDINGS = "public"
-
-try:  # hashlib's own module; `import hashlib` would also load OpenSSL's libcrypto (~5 ms, ~3.4 MB RSS)
+try:  # as in noise_ik: hashlib's own module, without OpenSSL's libcrypto
     from _blake2 import blake2s
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2s
 
-IK = b"Noise_IK_25519_ChaChaPoly_BLAKE2s"
+# noise_ik's definitions, which the listener and pairing take from here (the exec path imports only noise_ik)
+BINDINGS = noise_ik.BINDINGS
+IK = noise_ik.IK
+PROLOGUE_SESSION = noise_ik.PROLOGUE_SESSION
+KEY_LEN = noise_ik.KEY_LEN
+TAG_LEN = noise_ik.TAG_LEN
+MAX_MESSAGE = noise_ik.MAX_MESSAGE
+MAX_PLAINTEXT = noise_ik.MAX_PLAINTEXT
+generate_keypair = noise_ik.generate_keypair
+public_key = noise_ik.public_key
+
 NNPSK0 = b"Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s"
-PROLOGUE_SESSION = b"runwrap/1 session"
 PROLOGUE_PAIR = b"runwrap/1 pair"
 PROLOGUE_CONFIRM = b"runwrap/1 pair-confirm"
-KEY_LEN = 32
-TAG_LEN = 16
-MAX_MESSAGE = 65535
-# noiseprotocol accepts 65,535 bytes of plaintext and then produces a 65,551-byte message that its
-# peer rejects; the largest plaintext that fits a Noise message is 65,535 - 16.
-MAX_PLAINTEXT = MAX_MESSAGE - TAG_LEN
 
 
 # ---- The primitives runwrap's two protocol names use, for noiseprotocol's state machine ----
@@ -82,7 +70,7 @@ class _KeyPair25519:
     def from_private_bytes(cls, private_bytes: bytes) -> _KeyPair25519:
         if len(private_bytes) != KEY_LEN:
             raise ValueError("an X25519 private key is 32 bytes")
-        private = _x25519_private(private_bytes)
+        private = x25519_private(private_bytes)
         public = private.public_key()
         return cls(private, public, public.public_bytes_raw())
 
@@ -90,7 +78,7 @@ class _KeyPair25519:
     def from_public_bytes(cls, public_bytes: bytes) -> _KeyPair25519:
         if len(public_bytes) != KEY_LEN:
             raise ValueError("an X25519 public key is 32 bytes")
-        public = _x25519_public(public_bytes)
+        public = x25519_public(public_bytes)
         return cls(None, public, public.public_bytes_raw())
 
 
@@ -99,7 +87,7 @@ class _DH25519:
     dhlen = KEY_LEN
 
     def generate_keypair(self) -> _KeyPair25519:
-        private = _x25519_generate()
+        private = x25519_generate()
         public = private.public_key()
         return _KeyPair25519(private, public, public.public_bytes_raw())
 
@@ -167,16 +155,6 @@ def _backend() -> Any:
 
 
 _BACKEND = _backend()
-
-
-def generate_keypair() -> tuple[bytes, bytes]:
-    """A fresh X25519 key pair as (private, public) raw bytes."""
-    private = _x25519_generate()
-    return private.private_bytes_raw(), private.public_key().public_bytes_raw()
-
-
-def public_key(private: bytes) -> bytes:
-    return _x25519_private(private).public_key().public_bytes_raw()
 
 
 class Session:
@@ -295,9 +273,9 @@ class Handshake:
         return Session(self._protocol, bytes(self._protocol.handshake_hash), self._remote_static)
 
 
-def initiator_ik(static_private: bytes, listener_public: bytes) -> Handshake:
-    return Handshake(IK, initiator=True, prologue=PROLOGUE_SESSION,
-                     static_private=static_private, remote_static=listener_public)
+def initiator_ik(static_private: bytes, listener_public: bytes) -> noise_ik.Initiator:
+    """The consumer's side of a session: runwrap's own initiator (runwrap.wire.noise_ik), not noiseprotocol's."""
+    return noise_ik.initiator_ik(static_private, listener_public)
 
 
 def responder_ik(static_private: bytes) -> Handshake:

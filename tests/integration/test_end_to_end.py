@@ -254,6 +254,7 @@ EXEC_PATH_MAY_IMPORT = {
     "runwrap.profile.cache", "runwrap.profile.files", "runwrap.consumer", "runwrap.consumer.client",
     "runwrap.consumer.connections",
     "runwrap.wire", "runwrap.wire.framing", "runwrap.wire.messages", "runwrap.wire.noise_session",
+    "runwrap.wire.noise_ik",
     "runwrap.wire.address", "runwrap.wire.identity", "runwrap.supervise", "runwrap.supervise.hardening",
     "runwrap.supervise.command", "runwrap.supervise.supervisor", "runwrap.supervise.child",
     "runwrap.supervise.ptyio", "runwrap.supervise.reaper", "runwrap.supervise.signals",
@@ -301,5 +302,7 @@ def test_the_exec_path_imports_only_what_it_is_allowed(listener, tmp_path):
     floor = _imports(subprocess.run([sys.executable, "-c", "pass"], env=env, capture_output=True, text=True,
                                     check=True).stderr)
     # it is the exec path's log
-    assert "runwrap.supervise.supervisor" in imported and "runwrap.wire.noise_session" in imported
+    assert "runwrap.supervise.supervisor" in imported and "runwrap.wire.noise_ik" in imported
+    # the consumer runs its own IK initiator (wire.noise_ik): noiseprotocol is the listener's
+    assert sorted(m for m in imported if m.split(".")[0] == "noise" or m == "runwrap.wire.noise_session") == []
     assert sorted(imported - floor - EXEC_PATH_MAY_IMPORT) == []

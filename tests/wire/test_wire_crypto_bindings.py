@@ -1,5 +1,6 @@
-"""runwrap.wire.noise_session takes X25519 and ChaCha20-Poly1305 from cryptography's private Rust
-bindings (the public classes cost ~7 ms of imports on every launch). These tests fail loudly when
+"""runwrap.wire.noise_ik (and through it the fence, runwrap.wire.noise_session) takes X25519 and
+ChaCha20-Poly1305 from cryptography's private Rust bindings (the public classes cost ~7 ms of imports on
+every launch). These tests fail loudly when
 the locked cryptography moves or changes them: they check that the bindings are the ones in use, and
 that they give what the public API gives, on the RFC vectors."""
 
@@ -11,10 +12,10 @@ import sys
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from runwrap.wire import noise_session
+from runwrap.wire import noise_ik, noise_session
 
-MOVED = ("cryptography no longer has the Rust bindings runwrap.wire.noise_session uses, so it fell back "
-         "to the public classes (~7 ms more per launch): point noise_session at the new bindings, or "
+MOVED = ("cryptography no longer has the Rust bindings runwrap.wire.noise_ik uses, so it fell back "
+         "to the public classes (~7 ms more per launch): point noise_ik at the new bindings, or "
          "keep the cryptography of requirements/runtime.lock")
 
 # RFC 7748, 6.1
@@ -34,8 +35,8 @@ AEAD_TAG = bytes.fromhex("1ae10b594f09e26a7e902ecbd0600691")
 
 
 def test_the_rust_bindings_are_the_ones_in_use() -> None:
-    assert noise_session.BINDINGS == "rust", MOVED
-    assert noise_session.ChaCha20Poly1305 is ChaCha20Poly1305, MOVED
+    assert noise_ik.BINDINGS == noise_session.BINDINGS == "rust", MOVED
+    assert noise_ik.ChaCha20Poly1305 is noise_session.ChaCha20Poly1305 is ChaCha20Poly1305, MOVED
 
 
 def test_x25519_from_the_bindings_is_the_public_x25519() -> None:

@@ -15,11 +15,12 @@ from noise.connection import NoiseConnection
 
 from runwrap.errors import PairingFailed, ProtocolError
 from runwrap.secret import Secret
-from runwrap.wire import framing, messages, noise_session
+from runwrap.wire import framing, messages, noise_ik, noise_session
 from runwrap.wire.pairing import parse_code
 
 
-def session_pair() -> tuple[noise_session.Session, noise_session.Session]:
+def session_pair() -> tuple[noise_ik.Session, noise_session.Session]:
+    """The consumer's session (runwrap's initiator) and the listener's (noiseprotocol's responder)."""
     init_private, _ = noise_session.generate_keypair()
     resp_private, resp_public = noise_session.generate_keypair()
     initiator = noise_session.initiator_ik(init_private, resp_public)

@@ -18,7 +18,7 @@ from runwrap.consumer.client import Channel
 from runwrap.consumer.connections import Connections
 from runwrap.credential import Query
 from runwrap.paths import layout
-from runwrap.wire import framing, noise_session
+from runwrap.wire import framing, noise_ik, noise_session
 from runwrap.wire.identity import load_or_create_identity
 
 
@@ -149,11 +149,14 @@ LOW_ORDER_POINTS = [bytes.fromhex(h) for h in (
 
 
 def ik_message1(listener_key: bytes, static_private: bytes | None = None, *, payload: bytes = b"",
-                claimed_static: bytes | None = None) -> tuple[noise_session.Handshake, bytes]:
+                claimed_static: bytes | None = None) -> tuple[noise_ik.Initiator | noise_session.Handshake, bytes]:
     """An IK message 1 to the listener; `claimed_static` replaces the static key it carries."""
     private = static_private or noise_session.generate_keypair()[0]
-    handshake = noise_session.initiator_ik(private, listener_key)
-    if claimed_static is not None:
+    if claimed_static is None:
+        handshake: noise_ik.Initiator | noise_session.Handshake = noise_session.initiator_ik(private, listener_key)
+    else:  # noiseprotocol's initiator, whose state a test can reach into
+        handshake = noise_session.Handshake(noise_session.IK, initiator=True, prologue=noise_session.PROLOGUE_SESSION,
+                                            static_private=private, remote_static=listener_key)
         handshake._protocol.handshake_state.s.public_bytes = claimed_static
     return handshake, handshake.write(payload)
 
