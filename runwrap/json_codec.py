@@ -36,8 +36,16 @@ class _Decoder:
     parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
 
 
-# It reads those six attributes, as json.decoder passes it a JSONDecoder.
-_scan = None if _json is None else _json.make_scanner(_Decoder())  # type: ignore[arg-type]
+def _scanner() -> _json.make_scanner | None:
+    """The C scanner, which reads those six attributes (json.decoder passes it a JSONDecoder); None if
+    this Python's `_json` wants something else (tests/unit/test_json_codec.py then fails loudly)."""
+    try:
+        return _json.make_scanner(_Decoder())  # type: ignore[arg-type]
+    except (AttributeError, TypeError):  # _json is None, or not the one this was written against
+        return None
+
+
+_scan = _scanner()
 
 
 def _fast_loads(text: str) -> Any:
@@ -62,7 +70,8 @@ def loads(data: bytes | bytearray | str) -> Any:
                     return _fast_loads(data)
             # json.detect_encoding says UTF-8 exactly when the first byte is ASCII and not NUL and the
             # second (if any) is not NUL: every BOM and UTF-16/32 text starts otherwise.
-            elif data[:1] and 0 < data[0] < 0x80 and (len(data) < 2 or data[1]):
+            elif isinstance(data, (bytes, bytearray)) and data[:1] and 0 < data[0] < 0x80 and (
+                    len(data) < 2 or data[1]):
                 return _fast_loads(data.decode("utf-8", "surrogatepass"))
         except (ValueError, RecursionError):
             pass  # json says what is wrong, in its own words (a JSONDecodeError with the position)

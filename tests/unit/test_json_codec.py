@@ -77,6 +77,13 @@ def test_malformed_and_odd_input_gives_what_json_gives(data: bytes | str) -> Non
     assert outcome(json_codec.loads, data) == outcome(json.loads, data)
 
 
+@pytest.mark.parametrize("data", [None, 12, memoryview(b"{}"), ["{}"]])
+def test_what_is_not_text_gives_json_s_type_error(data: object) -> None:
+    expected = outcome(json.loads, data)
+    assert expected[0] == "TypeError"
+    assert outcome(json_codec.loads, data) == expected
+
+
 def test_malformed_input_raises_json_s_error_with_its_position() -> None:
     with pytest.raises(json.JSONDecodeError) as caught:
         json_codec.loads(b'{"type": "request",}')
