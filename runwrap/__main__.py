@@ -11,8 +11,8 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: this module starts every run
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

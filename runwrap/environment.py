@@ -15,11 +15,14 @@ child's and vanish with the exec.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
 
 from runwrap.credential import FIELDS, is_field_name
 from runwrap.errors import RunwrapError, UsageError
 from runwrap.secret import Secret
+
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
 
 DEFAULT_INHERIT: tuple[str, ...] = (
     "PATH",

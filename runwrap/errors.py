@@ -21,7 +21,10 @@ anything. The exec path imports this module, so it imports nothing at the top bu
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+
+TYPE_CHECKING = False  # not typing's
+if TYPE_CHECKING:
+    from typing import TextIO
 
 # Exit statuses of the exec forms, as timeout(1), env(1) and friends use them.
 EXIT_TIMEOUT = 124

@@ -9,18 +9,18 @@ change what is in it (folder_for_files), never chmodded.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
+from runwrap import json_codec
 from runwrap.errors import ConfigError
 from runwrap.record import FrozenRecord
 
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
     # Only for mypy: at run time a TypeVar's string bound is compiled (~1.5 ms).
     _P = TypeVar("_P", bound="str | os.PathLike[str]")
@@ -189,8 +189,10 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, exclusive: bool 
         else:
             os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     dir_fd = os.open(folder or ".", os.O_RDONLY)
     try:
@@ -219,13 +221,11 @@ def read_private(path: str | os.PathLike[str]) -> bytes | None:
 
 def read_private_json(path: str | os.PathLike[str], default: dict[str, Any]) -> dict[str, Any]:
     """A private JSON object file (see read_private), or `default` if it does not exist."""
-    import json
-
     data = read_private(path)
     if data is None:
         return default
     try:
-        loaded = json.loads(data)
+        loaded = json_codec.loads(data)
     except ValueError:
         raise ConfigError(f"{path} is not valid JSON; fix or remove it") from None
     if not isinstance(loaded, dict):

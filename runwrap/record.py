@@ -8,7 +8,9 @@ writes its own typed `__init__`.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Record:

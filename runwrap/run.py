@@ -12,8 +12,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from runwrap import environment
 from runwrap.errors import RunwrapError, UsageError
@@ -21,7 +19,10 @@ from runwrap.profile.model import CredentialSpec, FileSpec, Profile
 from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
 
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
 if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping, Sequence
+
     from runwrap.consumer.client import Changed, Channel, Claim, HeldLease
     from runwrap.credential import Credential
     from runwrap.supervise.launch import OnChange, Revoked, Update

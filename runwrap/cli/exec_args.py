@@ -9,10 +9,13 @@ the typer app's `exec` command both call it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
 from runwrap import run
 from runwrap.errors import EXEC, UsageError, report
+
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Words that are commands, not profile names. A profile with one of these names is run with
 # `runwrap exec NAME -- cmd` or by its path.

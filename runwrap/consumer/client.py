@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from runwrap.consumer.connections import Connection, Connections
 from runwrap.credential import FIELDS, Credential, Query
@@ -32,8 +30,15 @@ from runwrap.wire import framing, messages, noise_ik
 from runwrap.wire.address import connect
 from runwrap.wire.identity import load_or_create_identity
 
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
 if TYPE_CHECKING:
     from _socket import socket
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any
+
+    # What the consumer says it is about to do (argv[0], pid, profile, folder): its claim, shown in
+    # approvals and the audit log; see default_provenance.
+    Claim = Mapping[str, str | int]
 
 CONNECT_TIMEOUT = 10.0
 # A request may wait minutes for an approval with nothing on the wire; TCP keepalive is what notices
@@ -45,10 +50,6 @@ KEEPALIVE = (5, 2, 3)  # idle, interval, count
 DEFAULT_RATE_WAIT = 5.0
 # The listener ends a session that sends nothing for a minute (sessions.REQUEST_IDLE_TIMEOUT): stay under it.
 LONGEST_RATE_WAIT = 50.0
-
-# What the consumer says it is about to do (argv[0], pid, profile, folder): its claim, shown in
-# approvals and the audit log; see default_provenance.
-Claim = Mapping[str, "str | int"]
 
 
 class Channel:

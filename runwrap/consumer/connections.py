@@ -7,14 +7,16 @@ else the default.
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
 
 from runwrap.durations import rfc3339
 from runwrap.errors import ConfigError
 from runwrap.paths import read_private_json, write_private
 from runwrap.record import Record
+
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Connection(Record):
@@ -45,6 +47,8 @@ class Connections:
             raise ConfigError(f"{path} has an entry runwrap does not understand; fix or remove it") from None
 
     def save(self) -> None:
+        import json  # pairing and `connections` only: the exec path reads the file (json_codec)
+
         doc: dict[str, Any] = {"connections": {name: {k: v for k, v in c.as_dict().items() if k != "name"}
                                                for name, c in sorted(self.by_name.items())}}
         if self.default:

@@ -10,15 +10,18 @@ taken only when its key matches the file just opened.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
-from collections.abc import Mapping
 from types import MappingProxyType
 
+from runwrap import json_codec
 from runwrap.credential import Query
 from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
+
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MAX_ENTRY_BYTES = 2 * 1024 * 1024
 _SETTLE_NS = 2_000_000_000  # a file is cached only once its last change is this old
@@ -88,7 +91,7 @@ def get(cache: str, info: os.stat_result, path: str | os.PathLike[str]) -> Profi
             info = os.fstat(file.fileno())
             if info.st_uid != os.getuid() or info.st_mode & 0o077:
                 return None
-            entry = json.loads(file.read(MAX_ENTRY_BYTES))
+            entry = json_codec.loads(file.read(MAX_ENTRY_BYTES))
         if entry.get("format") != _stamp() or entry.get("key") != key:
             return None
         data = entry["profile"]
@@ -164,7 +167,7 @@ def put(cache: str, info: os.stat_result, profile: Profile) -> None:
             return
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(entry, file)
+            file.write(json_codec.dumps(entry))  # what json.dump(entry, file) writes
         os.replace(temp, target)
     except OSError:
         try:

@@ -16,15 +16,16 @@ the exec path renders a file's content with `render`. What was decided where SPE
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
 from runwrap.credential import is_field_name
 from runwrap.secret import Secret
 
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 DEFAULT_MODE = 0o400
 MODES = (0o400, 0o600, 0o440, 0o640)
-_MODE_TEXT = re.compile(r"(?:0o|0)?([0-7]{3})\Z")
+_OCTAL = frozenset("01234567")
 _FIX_MODE = 'write mode: "0400" (the default) or "0600"; "0440"/"0640" also let the group read'
 
 
@@ -83,10 +84,13 @@ def template_fields(text: str) -> tuple[str, ...]:
 
 def parse_mode(text: str) -> int:
     """The mode that `text` writes (octal), if it is one of MODES; else Refusal saying why."""
-    match = _MODE_TEXT.match(text.strip())
-    if not match:
+    # `(?:0o|0)?([0-7]{3})`: three octal digits, after 0o, 0 or nothing (str methods: no `re` at import)
+    written = text.strip()
+    digits = next((rest for rest in (written.removeprefix("0o"), written.removeprefix("0"), written)
+                   if len(rest) == 3 and _OCTAL.issuperset(rest)), None)
+    if digits is None:
         raise Refusal(f"mode {text!r} is not an octal file mode", _FIX_MODE)
-    mode = int(match.group(1), 8)
+    mode = int(digits, 8)
     shown = f"0{mode:03o}"
     if mode & 0o111:
         raise Refusal(f"mode {shown} makes the secret file executable", _FIX_MODE)

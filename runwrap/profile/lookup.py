@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from runwrap.environment import quote_name
 from runwrap.errors import ProfileError
 from runwrap.profile import cache as profile_cache
 from runwrap.profile.model import SUFFIXES, Profile
 
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 MAX_PROFILE_BYTES = 1024 * 1024

@@ -7,11 +7,14 @@ and the exec path, the API and `runwrap run` (one item named on the command line
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from runwrap.credential import Query
 from runwrap.profile.files import DEFAULT_MODE, template_fields
 from runwrap.record import FrozenRecord
+
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 SUFFIXES = (".yaml", ".yml")
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import _socket  # not `socket`: see runwrap.wire.address.Socket
 import struct
 import time
-from typing import TYPE_CHECKING
 
+from runwrap import json_codec
 from runwrap.errors import ConnectionFailed, HandshakeFailed, ProtocolError
 
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Coroutine
@@ -121,10 +122,8 @@ def set_keepalive(sock: _socket.socket, idle: int, interval: int, count: int) ->
 
 def reject_reason(answer: bytes) -> tuple[str, str]:
     """The (code, message) of a REJECT answer to a handshake; ("", "refused") if it has none."""
-    import json
-
     try:
-        body = json.loads(answer[1:])
+        body = json_codec.loads(answer[1:])
         return str(body.get("code", "")), str(body.get("message", "refused"))
     except (ValueError, AttributeError):
         return "", "refused"

@@ -6,9 +6,9 @@ never overwritten: the listener's key is what its consumers pin, the consumer's 
 
 from __future__ import annotations
 
-import json
 import os
 
+from runwrap import json_codec
 from runwrap.errors import ConfigError
 from runwrap.paths import read_private, write_private
 from runwrap.wire import noise_ik
@@ -27,13 +27,14 @@ def load_or_create_identity(path: str | os.PathLike[str]) -> bytes:
     data = read_private(path)
     if data is not None:
         try:
-            key = bytes.fromhex(json.loads(data)["private"])
+            key = bytes.fromhex(json_codec.loads(data)["private"])
         except (ValueError, KeyError, TypeError):
             raise ConfigError(f"{path} is not a runwrap key file; remove it to make a new identity") from None
         if len(key) != 32:
             raise ConfigError(f"{path} holds a key of the wrong length; remove it to make a new identity")
         return key
     private, _public = noise_ik.generate_keypair()
-    if not write_private(path, json.dumps({"private": private.hex()}).encode() + b"\n", exclusive=True):
+    if not write_private(path, json_codec.dumps({"private": private.hex()}).encode() + b"
+", exclusive=True):
         return load_or_create_identity(path)  # another process made it first: use that one
     return private

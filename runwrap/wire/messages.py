@@ -10,13 +10,16 @@ memoryview of the decrypted message into a `Secret`'s bytearray and then wipes t
 
 from __future__ import annotations
 
-import json
 import struct
-from collections.abc import Callable, Mapping
-from typing import Any
 
+from runwrap import json_codec
 from runwrap.errors import ProtocolError
 from runwrap.secret import Secret, wipe_bytes
+
+TYPE_CHECKING = False  # not typing's: the exec path imports this module
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 _HEADER_LEN = struct.Struct(">H")
 
@@ -48,7 +51,7 @@ def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytea
             places[name] = [len(buf), len(raw)]
             buf += raw
         head["blobs"] = places
-    encoded = json.dumps(head, separators=(",", ":")).encode()
+    encoded = json_codec.dumps(head, separators=json_codec.COMPACT).encode()
     if len(encoded) > 0xFFFF:
         raise ProtocolError("message header too large")
     out = bytearray(_HEADER_LEN.pack(len(encoded)))
@@ -108,7 +111,7 @@ def decode(plaintext: bytes) -> tuple[dict[str, Any], dict[str, Secret]]:
         if start > len(plaintext):
             raise ProtocolError("message header runs past the end")
         try:
-            header = json.loads(plaintext[_HEADER_LEN.size : start])
+            header = json_codec.loads(plaintext[_HEADER_LEN.size : start])
         except (ValueError, UnicodeDecodeError):
             raise ProtocolError("message header is not JSON") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
