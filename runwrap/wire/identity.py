@@ -34,7 +34,6 @@ def load_or_create_identity(path: str | os.PathLike[str]) -> bytes:
             raise ConfigError(f"{path} holds a key of the wrong length; remove it to make a new identity")
         return key
     private, _public = noise_ik.generate_keypair()
-    if not write_private(path, json_codec.dumps({"private": private.hex()}).encode() + b"
-", exclusive=True):
+    if not write_private(path, json_codec.dumps({"private": private.hex()}).encode() + b"\n", exclusive=True):
         return load_or_create_identity(path)  # another process made it first: use that one
     return private
