@@ -97,7 +97,7 @@ class Sessions:
         await writer.drain()
         session = handshake.session()
         state = LeaseState(lease=secrets.token_hex(8), peer=peer.name, started=self.clock(),
-                           writer=writer, session=session, fp=fingerprint(remote))
+                           writer=writer, session=session, fp=peer_fp(peer))  # the key `remote` proved
         self.leases.add(state)
         try:
             await self._serve_messages(reader, state)
@@ -217,7 +217,12 @@ class Sessions:
             await _send_error(state, verdict.code, verdict.reason, retry_after=verdict.retry_after)
             return
         try:
-            item = await asyncio.get_running_loop().run_in_executor(None, self.provider.lookup, query)
+            # A vault is asked on a thread, so a slow one stalls no other connection; a provider whose
+            # lookup never waits (the example's fixed table) is asked here, sparing ~0.2 ms of thread hops.
+            if getattr(self.provider, "lookup_blocks", True):
+                item = await asyncio.get_running_loop().run_in_executor(None, self.provider.lookup, query)
+            else:
+                item = self.provider.lookup(query)
         except NotFound:
             log("request", **base, decision="not_found", reason=f"no item for {query}")
             await _send_error(state, "not_found", f"the vault has no item for {query}")
@@ -319,7 +324,7 @@ def _claim(provenance: Any) -> dict[str, str] | None:
     for key in ("argv0", "pid", "profile", "cwd"):
         if key in provenance:
             text = str(provenance[key])[:200]
-            out[key] = "".join(c if c.isprintable() else "?" for c in text)
+            out[key] = text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
     return out or None
 
 
