@@ -59,13 +59,11 @@ class Sessions:
                              end_lease=self.end_lease, interval=self.watch_interval, refresh=self.peers.refresh)
         self.dynamic.on_exhausted = self.watch.exhausted
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    deadline: float | None = None) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Noise IK as responder. The initiator's key is looked up among the peers, and an unknown,
         removed or revoked key (or a message 1 with a payload) is refused and audited before a
-        single transport message is read."""
-        first = await framing.read_frame(reader, timeout=framing.HANDSHAKE_TIMEOUT, deadline=deadline,
-                                         max_len=framing.MAX_HANDSHAKE_FRAME)
+        single transport message is read. The handshake's deadline is the `handshaking` table's."""
+        first = await framing.read_frame(reader, timeout=None, max_len=framing.MAX_HANDSHAKE_FRAME)
         handshake = noise_session.responder_ik(self.private_key)
         try:
             payload = handshake.read(first)
@@ -125,12 +123,18 @@ class Sessions:
                              reason=reason, provenance=state.claim, duration_ms=self._ms_since(state.started))
 
     async def _serve_messages(self, reader: asyncio.StreamReader, state: LeaseState) -> None:
+        loop = asyncio.get_running_loop()
         while not state.ended:
-            timeout = None if state.held else REQUEST_IDLE_TIMEOUT
+            # A session that holds no lease is closed after REQUEST_IDLE_TIMEOUT without a message: by a
+            # timer (its read then ends), cheaper than a timed wait, which is a task per read.
+            idle = None if state.held else loop.call_later(REQUEST_IDLE_TIMEOUT, state.writer.close)
             try:
-                frame = await framing.read_frame(reader, timeout=timeout)
+                frame = await framing.read_frame(reader, timeout=None)
             except ProtocolError:
                 return
+            finally:
+                if idle is not None:
+                    idle.cancel()
             header, _ = messages.decode(state.session.decrypt(frame))
             kind = header["type"]
             if kind == messages.REQUEST and not state.held:
