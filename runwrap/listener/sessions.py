@@ -63,8 +63,10 @@ class Sessions:
         """Noise IK as responder. The initiator's key is looked up among the peers, and an unknown,
         removed or revoked key (or a message 1 with a payload) is refused and audited before a
         single transport message is read. The handshake's deadline is the `handshaking` table's."""
-        first = await framing.read_frame(reader, timeout=None, max_len=framing.MAX_HANDSHAKE_FRAME)
+        # Made before message 1 arrives (loading the static key is ~50 us): while the consumer computes
+        # message 1, not after, when the consumer waits for the answer.
         handshake = noise_session.responder_ik(self.private_key)
+        first = await framing.read_frame(reader, timeout=None, max_len=framing.MAX_HANDSHAKE_FRAME)
         try:
             payload = handshake.read(first)
         except ProtocolError:
