@@ -37,6 +37,8 @@ COLUMNS = ("ts", "event", "peer", "query", "fields", "decision", "claim", "reaso
 # be recorded was never sent.
 KEPT = ("lease_end", "revoke", "dynamic_renew", "dynamic_revoke")
 MAX_KEPT = 10_000
+# One encoder for every event: json.dumps with separators builds a new one at each call.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
@@ -151,7 +153,7 @@ class AuditLog:
         """Append one event with one write(2); AuditError if it did not reach the file."""
         record: dict[str, Any] = {"ts": now_rfc3339(), "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        line = (_ENCODE(record) + "\n").encode()
         try:
             if self.broken is not None:  # only check() brings the log back, with an audit_gap first
                 raise AuditError(self.broken)
@@ -215,7 +217,7 @@ class AuditLog:
         gap = {"ts": now_rfc3339(), "event": "audit_gap", "since": self._broken_since, "lost": self._lost,
                "reason": f"the audit log could not be written from {self._broken_since} on ({self._broken_why}); "
                          f"{self._lost} event(s) were lost and requests were refused meanwhile"}
-        self._append((json.dumps(gap, separators=(",", ":")) + "\n").encode())
+        self._append((_ENCODE(gap) + "\n").encode())
         self.broken = None
         self._lost = 0
 

@@ -8,6 +8,7 @@ anything malformed is refused, never widened; and the running listener follows s
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -39,7 +40,13 @@ class Peer(Record):
 
 def peer_fp(peer: Peer | None) -> str | None:
     """The fingerprint the audit log names a peer by, or None for a peer that is gone."""
-    return fingerprint(peer.public_bytes) if peer else None
+    return _fingerprint(peer.public) if peer else None
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(public_hex: str) -> str:
+    """Kept per key: the listener names the peer in every request's event (a SHA-256 and its hex each)."""
+    return fingerprint(bytes.fromhex(public_hex))
 
 
 def _checked_peer(name: str, entry: dict[str, Any]) -> Peer:

@@ -250,14 +250,16 @@ class Listener:
         if task is not None:
             self._tasks.add(task)
         handshaking = self.state.handshaking
-        handshaking.admit(writer)
-        # One deadline for the whole handshake, however the peer spreads its bytes.
+        # One deadline for the whole handshake, however the peer spreads its bytes: the table closes the
+        # connection when it passes, so the reads up to the end of the handshake need no timeout.
         deadline = time.monotonic() + framing.HANDSHAKE_TIMEOUT
+        handshaking.admit(writer, framing.HANDSHAKE_TIMEOUT)
         try:
-            mode = await framing.read_preface(reader, framing.HANDSHAKE_TIMEOUT, deadline=deadline)
+            mode = framing.parse_preface(await reader.readexactly(framing.PREFACE_LEN))
             if mode == framing.MODE_SESSION:
-                await self.sessions.serve(reader, writer, deadline)
+                await self.sessions.serve(reader, writer)
             elif mode == framing.MODE_PAIR:
+                handshaking.untimed(writer)  # its reads keep the longer deadline themselves
                 await self.pairing.pair(reader, writer, deadline + 2 * framing.HANDSHAKE_TIMEOUT)
             elif local:
                 handshaking.done(writer)

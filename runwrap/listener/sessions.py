@@ -59,14 +59,14 @@ class Sessions:
                              end_lease=self.end_lease, interval=self.watch_interval, refresh=self.peers.refresh)
         self.dynamic.on_exhausted = self.watch.exhausted
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    deadline: float | None = None) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Noise IK as responder. The initiator's key is looked up among the peers, and an unknown,
         removed or revoked key (or a message 1 with a payload) is refused and audited before a
-        single transport message is read."""
-        first = await framing.read_frame(reader, timeout=framing.HANDSHAKE_TIMEOUT, deadline=deadline,
-                                         max_len=framing.MAX_HANDSHAKE_FRAME)
+        single transport message is read. The handshake's deadline is the `handshaking` table's."""
+        # Made before message 1 arrives (loading the static key is ~50 us): while the consumer computes
+        # message 1, not after, when the consumer waits for the answer.
         handshake = noise_session.responder_ik(self.private_key)
+        first = await framing.read_frame(reader, timeout=None, max_len=framing.MAX_HANDSHAKE_FRAME)
         try:
             payload = handshake.read(first)
         except ProtocolError:
@@ -97,7 +97,7 @@ class Sessions:
         await writer.drain()
         session = handshake.session()
         state = LeaseState(lease=secrets.token_hex(8), peer=peer.name, started=self.clock(),
-                           writer=writer, session=session, fp=fingerprint(remote))
+                           writer=writer, session=session, fp=peer_fp(peer))  # the key `remote` proved
         self.leases.add(state)
         try:
             await self._serve_messages(reader, state)
@@ -125,12 +125,18 @@ class Sessions:
                              reason=reason, provenance=state.claim, duration_ms=self._ms_since(state.started))
 
     async def _serve_messages(self, reader: asyncio.StreamReader, state: LeaseState) -> None:
+        loop = asyncio.get_running_loop()
         while not state.ended:
-            timeout = None if state.held else REQUEST_IDLE_TIMEOUT
+            # A session that holds no lease is closed after REQUEST_IDLE_TIMEOUT without a message: by a
+            # timer (its read then ends), cheaper than a timed wait, which is a task per read.
+            idle = None if state.held else loop.call_later(REQUEST_IDLE_TIMEOUT, state.writer.close)
             try:
-                frame = await framing.read_frame(reader, timeout=timeout)
+                frame = await framing.read_frame(reader, timeout=None)
             except ProtocolError:
                 return
+            finally:
+                if idle is not None:
+                    idle.cancel()
             header, _ = messages.decode(state.session.decrypt(frame))
             kind = header["type"]
             if kind == messages.REQUEST and not state.held:
@@ -217,7 +223,12 @@ class Sessions:
             await _send_error(state, verdict.code, verdict.reason, retry_after=verdict.retry_after)
             return
         try:
-            item = await asyncio.get_running_loop().run_in_executor(None, self.provider.lookup, query)
+            # A vault is asked on a thread, so a slow one stalls no other connection; a provider whose
+            # lookup never waits (the example's fixed table) is asked here, sparing ~0.2 ms of thread hops.
+            if getattr(self.provider, "lookup_blocks", True):
+                item = await asyncio.get_running_loop().run_in_executor(None, self.provider.lookup, query)
+            else:
+                item = self.provider.lookup(query)
         except NotFound:
             log("request", **base, decision="not_found", reason=f"no item for {query}")
             await _send_error(state, "not_found", f"the vault has no item for {query}")
@@ -319,7 +330,7 @@ def _claim(provenance: Any) -> dict[str, str] | None:
     for key in ("argv0", "pid", "profile", "cwd"):
         if key in provenance:
             text = str(provenance[key])[:200]
-            out[key] = "".join(c if c.isprintable() else "?" for c in text)
+            out[key] = text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
     return out or None
 
 

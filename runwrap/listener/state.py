@@ -83,26 +83,37 @@ class AuditTrail:
 
 
 class Handshaking:
-    """Connections whose handshake has not completed, oldest first.
+    """Connections whose handshake has not completed, oldest first, each closed at its deadline.
 
     When the table is full the oldest unauthenticated connection is dropped to make room, so idle or
-    slow-loris connections can delay nobody; each one is dropped at its deadline anyway.
+    slow-loris connections can delay nobody. The deadline is a timer that closes the connection (its
+    task's read then ends), not a timed wait around each read: that costs a task per read.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._pending: dict[asyncio.StreamWriter, None] = {}  # an ordered set
+        self._pending: dict[asyncio.StreamWriter, asyncio.TimerHandle | None] = {}  # an ordered set
 
-    def admit(self, writer: asyncio.StreamWriter) -> None:
+    def admit(self, writer: asyncio.StreamWriter, within: float) -> None:
+        """In the table, and closed `within` seconds from now unless `done` (or `untimed`) first."""
         if len(self._pending) >= self.limit:
             oldest = next(iter(self._pending))
-            del self._pending[oldest]
+            self.done(oldest)
             oldest.close()  # its own task sees EOF and ends
-        self._pending[writer] = None
+        self._pending[writer] = asyncio.get_running_loop().call_later(within, writer.close)
+
+    def untimed(self, writer: asyncio.StreamWriter) -> None:
+        """Still in the table, but under a deadline of its own (a pairing's is longer: runwrap.listener.invites)."""
+        timer = self._pending.get(writer)
+        if timer is not None:
+            timer.cancel()
+            self._pending[writer] = None
 
     def done(self, writer: asyncio.StreamWriter) -> None:
         """Authenticated (or closed, or a control connection): never dropped as idle."""
-        self._pending.pop(writer, None)
+        timer = self._pending.pop(writer, None)
+        if timer is not None:
+            timer.cancel()
 
 
 async def reject(writer: asyncio.StreamWriter, code: str, message: str) -> None:

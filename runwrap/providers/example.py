@@ -18,6 +18,7 @@ class ExampleProvider(Provider):
     """Always usable; holds no real secrets."""
 
     name = "example"
+    lookup_blocks = False  # a table in memory: the listener asks it on its loop (runwrap.listener.sessions)
 
     def lookup(self, query: Query) -> Item:
         domain, credential_id, username, password, seed = choose(
