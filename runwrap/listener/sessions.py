@@ -225,7 +225,7 @@ class Sessions:
         try:
             # A vault is asked on a thread, so a slow one stalls no other connection; a provider whose
             # lookup never waits (the example's fixed table) is asked here, sparing ~0.2 ms of thread hops.
-            if getattr(self.provider, "lookup_blocks", True):
+            if self.provider.lookup_blocks:
                 item = await asyncio.get_running_loop().run_in_executor(None, self.provider.lookup, query)
             else:
                 item = self.provider.lookup(query)

@@ -34,6 +34,9 @@ class Provider:
     name: ClassVar[str]
     # Option name -> one line of help; `--provider-option KEY=VALUE` with another key is refused.
     options: ClassVar[Mapping[str, str]] = {}
+    # False only for a provider whose lookup never waits (no I/O, no subprocess): the listener then
+    # asks it on its event loop instead of a worker thread (~0.2 ms less per request).
+    lookup_blocks: ClassVar[bool] = True
 
     @classmethod
     def unusable_reason(cls) -> str | None:
