@@ -10,9 +10,13 @@ secret) — CPython keeps the payload inline, so this reaches the real memory.
 
 from __future__ import annotations
 
-import ctypes
 import sys
-from typing import NoReturn
+
+from runwrap.linux import address, memset
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 _BYTES_HEADER = sys.getsizeof(b"") - 1  # offset of ob_sval inside a PyBytesObject
 
@@ -27,10 +31,10 @@ def wipe_bytes(data: bytes | bytearray | None) -> None:
         return
     if isinstance(data, bytearray):
         if data:  # memset in place from its first byte: no zero buffer, no ctypes array type per length
-            ctypes.memset(ctypes.addressof(ctypes.c_char.from_buffer(data)), 0, len(data))
+            memset(address(data), 0, len(data))
         return
     if isinstance(data, bytes) and len(data) > 1:
-        ctypes.memset(id(data) + _BYTES_HEADER, 0, len(data))
+        memset(id(data) + _BYTES_HEADER, 0, len(data))
 
 
 class Secret:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import resource
-from typing import TYPE_CHECKING, NoReturn
 
 from runwrap.environment import to_exec_env
 from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
@@ -22,8 +21,10 @@ from runwrap.linux import PR_SET_PDEATHSIG, prctl
 from runwrap.secret import Secret
 from runwrap.supervise import hardening, ptyio
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
+    from typing import NoReturn
 else:
     import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 

@@ -8,11 +8,11 @@ held Noise session as run.py adapts it, or the tests' FIFO).
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from runwrap.record import Record
 from runwrap.secret import Secret
 from runwrap.supervise.memfile import FileSet
+
+TYPE_CHECKING = False
 
 
 class Revoked(Record):
@@ -48,14 +48,17 @@ class Update(Record):
                 value.wipe()
 
 
-class Lease(Protocol):
-    def fileno(self) -> int: ...
+if TYPE_CHECKING:  # a protocol for mypy only: nothing checks a lease at run time, and typing is not loaded
+    from typing import Protocol
 
-    def poll(self) -> Revoked | Update | None: ...
+    class Lease(Protocol):
+        def fileno(self) -> int: ...
 
-    def rotated(self, seq: int) -> None: ...
+        def poll(self) -> Revoked | Update | None: ...
 
-    def end(self, exit_status: int, duration_ms: int) -> None: ...
+        def rotated(self, seq: int) -> None: ...
+
+        def end(self, exit_status: int, duration_ms: int) -> None: ...
 
 
 class OnChange(Record):

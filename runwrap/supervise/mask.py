@@ -37,14 +37,18 @@ over every read: that is why hex is off unless asked for (README, Performance).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
-from typing import Any
 
+from runwrap.linux import address
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise.mask_lines import FEW_PATTERNS, LineTails
 from runwrap.supervise.mask_patterns import MIN_LEN, dedupe, escape_safe, variants
 from runwrap.supervise.maskviews import WRAP_MAX, Decoded, decode_json, zero
-from runwrap.supervise.memfind import Finder, address
+from runwrap.supervise.memfind import Finder
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 # The anchor prefilter: a byte is a useful anchor while it occurs at most once in RARE_EVERY bytes
 # (beyond that a pattern's own find, ~0.2 ns a byte, is cheaper than visiting each hit in Python).

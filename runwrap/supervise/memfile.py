@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
 
 from runwrap.errors import RunwrapError
 from runwrap.secret import Secret
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MEMORY_FILE_SYSTEMS = ("tmpfs", "ramfs")
 PREFIX = "runwrap-files-"

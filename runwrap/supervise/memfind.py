@@ -13,31 +13,29 @@ for one search and is dropped at once.
 
 from __future__ import annotations
 
-import ctypes
+import sys
 
-_ONE = ctypes.c_char * 1  # any buffer's address, whatever its length: one cached type
+from runwrap.linux import ULong, VoidP, address, function, pin
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_BYTES_HEADER = sys.getsizeof(b"") - 1  # offset of ob_sval inside a PyBytesObject (as runwrap.secret)
 
 
-def _load_memmem() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _load_memmem() -> Callable[[int, int, int, int], int | None] | None:
     try:
-        memmem = ctypes.CDLL(None).memmem
-    except (AttributeError, OSError):
+        return function("memmem", VoidP, VoidP, ULong, VoidP, ULong)
+    except AttributeError:
         return None
-    memmem.restype = ctypes.c_void_p
-    memmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
-    return memmem
 
 
 _MEMMEM = _load_memmem()
 
 
-def address(buf: bytearray) -> int:
-    """Where a non-empty bytearray's bytes are; valid while it is neither resized nor freed."""
-    return ctypes.addressof(_ONE.from_buffer(buf))
-
-
 class Finder:
-    """Finds needles (bytearrays, with their `address`) in buffer[:size]."""
+    """Finds needles (bytearrays, with their `runwrap.linux.address`) in buffer[:size]."""
 
     __slots__ = ("_base", "_buffer", "_keep", "_size")
 
@@ -48,11 +46,10 @@ class Finder:
         self._base = 0
         if _MEMMEM is not None and size:
             if isinstance(buffer, bytearray):
-                self._keep = _ONE.from_buffer(buffer)
-                self._base = ctypes.addressof(self._keep)
-            else:
-                self._keep = ctypes.c_char_p(buffer)  # points into the bytes object, no copy
-                self._base = ctypes.cast(self._keep, ctypes.c_void_p).value or 0
+                self._keep = pin(buffer)
+                self._base = address(buffer)
+            else:  # the bytes object's own payload, no copy (self._buffer keeps it alive)
+                self._base = id(buffer) + _BYTES_HEADER
 
     def find_all(self, needle: bytearray, where: int, spans: list[tuple[int, int]]) -> None:
         """Append (start, end) of every occurrence of `needle` (whose address is `where`)."""

@@ -18,8 +18,8 @@ import fcntl
 import os
 import struct
 import termios
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
 else:

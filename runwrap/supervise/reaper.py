@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import select
 import time
-from typing import TYPE_CHECKING
 
 from runwrap.supervise.signals import SignalFd, kill
 from runwrap.supervise.streams import say
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
 else:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
 
 from runwrap.durations import format_duration
 from runwrap.errors import CredentialsChanged
@@ -35,6 +34,7 @@ from runwrap.supervise.launch import Launch, OnChange, Update
 from runwrap.supervise.signals import STOPS, kill
 from runwrap.supervise.streams import Stream
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
 

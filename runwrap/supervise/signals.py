@@ -1,4 +1,4 @@
-"""signalfd through ctypes, and the small signal helpers the supervisor shares.
+"""signalfd through libc (runwrap.linux), and the small signal helpers the supervisor shares.
 
 The standard library has no signalfd. Reading blocked signals from
 an fd lets the supervisor wait for signals, output, stdin, the lease and a deadline in one poll, and
@@ -7,17 +7,17 @@ it sees each signal's sender (a terminal key or kill()), which a Python signal h
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, NoReturn
 
-from runwrap.linux import libc
+from runwrap.linux import Int, VoidP, address, errno, function
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Iterator
+    from typing import NoReturn
 else:  # the C module: signal.py converts every constant to an enum at import (~0.5 ms of each
     import _signal as signal  # launch); runwrap needs only the numbers and the calls
 
@@ -25,6 +25,7 @@ SFD_CLOEXEC = os.O_CLOEXEC
 SFD_NONBLOCK = os.O_NONBLOCK
 _SIGINFO = struct.Struct("IiiI")  # ssi_signo, ssi_errno, ssi_code, ssi_pid of signalfd_siginfo
 _SIGINFO_SIZE = 128
+_SIGSET_SIZE = 128  # glibc's sigset_t: 1024 bits
 
 # What SPEC says reaches the child, plus the job-control stops.
 FORWARDED = (
@@ -35,27 +36,21 @@ STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 KEYBOARD = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)  # what a terminal's keys generate
 SI_KERNEL = 0x80  # ssi_code of a signal the kernel sent (a terminal key, a resize), not kill()
 
-
-
-class _SigSet(ctypes.Structure):
-    _fields_ = [("val", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong))))]
-
-
-_libc = libc  # runwrap.linux: one handle on libc for the whole process
-_libc.signalfd.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.c_int]
-_libc.sigaddset.argtypes = [ctypes.POINTER(_SigSet), ctypes.c_int]
+_signalfd = function("signalfd", Int, Int, VoidP, Int)
+_sigaddset = function("sigaddset", Int, VoidP, Int)
 
 
 class SignalFd:
     """The blocked signals, readable as (signo, code, pid) records from one fd."""
 
     def __init__(self, signals: tuple[int, ...]) -> None:
-        mask = _SigSet()
+        mask = bytearray(_SIGSET_SIZE)  # an empty set (sigemptyset zeroes it too)
+        where = address(mask)
         for signo in signals:
-            _libc.sigaddset(ctypes.byref(mask), signo)
-        self.fd = _libc.signalfd(-1, ctypes.byref(mask), SFD_CLOEXEC | SFD_NONBLOCK)
+            _sigaddset(where, signo)
+        self.fd = _signalfd(-1, where, SFD_CLOEXEC | SFD_NONBLOCK)
         if self.fd < 0:
-            err = ctypes.get_errno()
+            err = errno()
             raise OSError(err, f"signalfd: {os.strerror(err)}")
 
     def read(self) -> Iterator[tuple[int, int, int]]:

@@ -14,10 +14,10 @@ import fcntl
 import os
 import select
 import stat
-from typing import TYPE_CHECKING
 
 from runwrap.secret import wipe_bytes
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the Masker is made by the supervisor, only when masking is on
     from runwrap.supervise.mask import Masker
 

@@ -26,7 +26,6 @@ import errno
 import os
 import select
 import time
-from typing import TYPE_CHECKING
 
 from runwrap import environment
 from runwrap.durations import format_duration
@@ -41,6 +40,7 @@ from runwrap.supervise.rotation import ENDING, Following, Rotation
 from runwrap.supervise.signals import FORWARDED, KEYBOARD, SI_KERNEL, STOPS, SignalFd, die_by, kill, killpg
 from runwrap.supervise.streams import Stream, same_destination, say
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
 

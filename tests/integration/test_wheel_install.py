@@ -51,7 +51,8 @@ def dist() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="rw-build-") as folder:
         source = Path(folder) / "source"
         source.mkdir()
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "README.md", "bin/runwrap"):
+            (source / name).parent.mkdir(exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
         shutil.copytree(ROOT / "runwrap", source / "runwrap", ignore=shutil.ignore_patterns("__pycache__"))
         pyproject = source / "pyproject.toml"
@@ -101,17 +102,40 @@ def test_wheel_has_py_typed_and_no_tests(dist):
     assert "runwrap/py.typed" in names
     assert "runwrap/__main__.py" in names and "runwrap/providers/example.py" in names
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n or "__pycache__" in n]
+    # The command is bin/runwrap, for the installer to point at its python; no console_scripts wrapper.
+    (script,) = [n for n in names if n.endswith(".data/scripts/runwrap")]
+    assert zipfile.ZipFile(wheel).read(script).startswith(b"#!python\n")
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "runwrap = runwrap.__main__:entry" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "console_scripts" not in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_sdist_has_what_a_build_needs(dist):
     (sdist,) = dist.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
-    assert {"pyproject.toml", "README.md", "PKG-INFO", "runwrap/py.typed", "runwrap/__init__.py"} <= names
+    needed = {"pyproject.toml", "README.md", "PKG-INFO", "bin/runwrap", "runwrap/py.typed", "runwrap/__init__.py"}
+    assert needed <= names
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "runwrap").rglob("*.py")}
     assert sources <= names, f"missing from the sdist: {sorted(sources - names)}"
+
+
+def imported_before_runwrap(stderr: str) -> list[str]:
+    """The modules that `-X importtime` shows imported at the top level after site and before runwrap."""
+    rows = [line.split("|")[-1] for line in stderr.splitlines() if line.startswith("import time:")]
+    top = [row.strip() for row in rows if not row.startswith("  ")]  # one blank before a top-level name
+    first = next(i for i, name in enumerate(top) if name.split(".")[0] == "runwrap")
+    return top[top.index("site") + 1:first]
+
+
+def test_the_command_starts_runwrap_before_anything_else(venv, user):
+    env, work = user
+    script = venv / "bin" / "runwrap"
+    assert script.read_text().startswith(f"#!{venv / 'bin' / 'python'}")
+    # The command as a shell runs it: its first line is the interpreter, PYTHONPROFILEIMPORTTIME its -X importtime.
+    result = subprocess.run(["runwrap", "--version"], env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=work,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert imported_before_runwrap(result.stderr) == []  # a console_scripts wrapper has `re` here
 
 
 def test_installed_package_is_the_venvs_not_the_checkouts(venv, user):
