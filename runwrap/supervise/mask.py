@@ -108,8 +108,10 @@ class Masker(LineTails):
         """The patterns and every table made from them (a held tail already there is kept)."""
         # Longest first: the held-tail search can then stop at the first pattern too short to matter.
         self._patterns = sorted(dedupe(found), key=len, reverse=True)
-        # Patterns that hold a line break (a multi-line value whole) are not searched across breaks.
-        self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern}
+        # Patterns that hold a line break (a multi-line value whole) are not searched across breaks,
+        # but as they are; so are those that end in '\r': followed by '\n' in the output, that '\r'
+        # reads as half a CRLF break, and the copy with the breaks taken out would not hold them.
+        self._lined = {id(pattern) for pattern in self._patterns if 0x0A in pattern or pattern.endswith(b"\r")}
         self._where = {id(pattern): address(pattern) for pattern in self._patterns}  # for memmem
         self._maxlen = len(self._patterns[0]) if self._patterns else 0
         # Fixed size (never reallocated, so no stale copies) until add() needs a longer one.

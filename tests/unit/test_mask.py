@@ -386,3 +386,15 @@ def test_release_lets_the_held_tail_go_while_the_stream_goes_on() -> None:
     masker = Masker([b"abcd", b"abcdefgh"])
     assert masker.feed(b"<abcdef") == b"<"
     assert masker.release() == b"***ef"
+
+
+def test_a_value_ending_in_cr_is_masked_before_a_newline() -> None:
+    # `echo "$VALUE"` of a value read from a CRLF file: its '\r' and the echo's '\n' make a CRLF
+    # that the search across line breaks takes out; the value must still be found as it is.
+    for values, stream, masked in (([b"aaa\r"], b"aaa\r\n", b"***\n"),
+                                   ([b"\x00", b"aaa\r"], b"QUJDQUJDaaa\r\n", b"QUJDQUJD***\n"),
+                                   ([b"token-1\r"], b"a\ntoken-1\r\nb\n", b"a\n***\nb\n")):
+        masker = Masker(values)
+        assert masker.feed(stream) + masker.flush() == masked
+        check_streaming(values, stream, [1])
+        check_streaming(values, stream, [], reused_buffer=True)
