@@ -110,6 +110,8 @@ def test_changes_during_a_restart_coalesce_into_it(procs, tmp_path: Path) -> Non
     wait_for(lambda: rig.starts() and rig.starts()[0][1], what="the first child")
     rig.push(f"TOKEN={tmp_path / 'new'}", f"TOKEN={tmp_path / 'old'}", f"TOKEN={tmp_path / 'newer'}")
     wait_for(lambda: rig.rotated() == [1, 2, 3], what="the three changes acknowledged")
+    # ROTATED goes when the new child has been started, maybe before its printf: wait for that too.
+    wait_for(lambda: len(rig.starts()) >= 2 and rig.starts()[-1][1], what="the second child's token")
     assert [token for _, token in rig.starts()] == [OLD, NEWER]  # one restart, with the latest values
     os.kill(driver.pid, signal.SIGTERM)
     assert driver.wait(timeout=10) == -signal.SIGTERM
