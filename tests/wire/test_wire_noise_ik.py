@@ -342,7 +342,7 @@ def test_hmac_blake2s_is_the_standard_one() -> None:
 
 # ---- what it imports ----
 
-ALLOWED_IMPORTS = {"__future__", "runwrap.errors", "cryptography.hazmat.bindings._rust", "_blake2",
+ALLOWED_IMPORTS = {"__future__", "os", "runwrap.errors", "cryptography.hazmat.bindings._rust", "_blake2",
                    # the fallbacks, for a cryptography or a Python other than the locked ones
                    "cryptography.hazmat.primitives.asymmetric", "cryptography.hazmat.primitives.ciphers.aead",
                    "hashlib"}
@@ -381,3 +381,11 @@ def test_a_handshake_loads_only_the_bindings_and_the_consumer_loads_no_noise() -
         "cryptography.hazmat.bindings._rust", "runwrap.wire", "runwrap.wire.noise_ik",
         "types"]  # stdlib, ~0.3 ms: cryptography's bindings ask for it (typing imported it before, on main)
     assert [m for m in consumer.split() if m.startswith(("noise", "runwrap.wire.noise_session"))] == []
+
+
+def test_every_handshake_has_a_fresh_ephemeral_key() -> None:
+    # The ephemeral private key is 32 bytes of os.urandom (X25519 clamps them), not OpenSSL's keygen.
+    static, _ = noise_ik.generate_keypair()
+    _, listener = noise_ik.generate_keypair()
+    firsts = {noise_ik.initiator_ik(static, listener).write(b"")[:noise_ik.KEY_LEN] for _ in range(50)}
+    assert len(firsts) == 50
