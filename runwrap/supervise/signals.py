@@ -8,7 +8,6 @@ it sees each signal's sender (a terminal key or kill()), which a Python signal h
 from __future__ import annotations
 
 import os
-import struct
 import sys
 
 from runwrap.linux import Int, VoidP, address, errno, function
@@ -23,7 +22,6 @@ else:  # the C module: signal.py converts every constant to an enum at import (~
 
 SFD_CLOEXEC = os.O_CLOEXEC
 SFD_NONBLOCK = os.O_NONBLOCK
-_SIGINFO = struct.Struct("IiiI")  # ssi_signo, ssi_errno, ssi_code, ssi_pid of signalfd_siginfo
 _SIGINFO_SIZE = 128
 _SIGSET_SIZE = 128  # glibc's sigset_t: 1024 bits
 
@@ -60,7 +58,10 @@ class SignalFd:
             except BlockingIOError:
                 return
             for off in range(0, len(data), _SIGINFO_SIZE):
-                signo, _err, code, pid = _SIGINFO.unpack_from(data, off)
+                # signalfd_siginfo starts u32 ssi_signo, i32 ssi_errno, i32 ssi_code, u32 ssi_pid
+                signo = int.from_bytes(data[off : off + 4], sys.byteorder)
+                code = int.from_bytes(data[off + 8 : off + 12], sys.byteorder, signed=True)
+                pid = int.from_bytes(data[off + 12 : off + 16], sys.byteorder)
                 yield signo, code, pid
 
     def close(self) -> None:

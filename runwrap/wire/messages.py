@@ -10,8 +10,6 @@ memoryview of the decrypted message into a `Secret`'s bytearray and then wipes t
 
 from __future__ import annotations
 
-import struct
-
 from runwrap import json_codec
 from runwrap.errors import ProtocolError
 from runwrap.secret import Secret, wipe_bytes
@@ -21,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
-_HEADER_LEN = struct.Struct(">H")
+_HEADER_LEN = 2  # the header's big-endian length
 
 # Message types. Consumer -> listener: request, hold, lease_end. Listener -> consumer: credential,
 # error, revoke. Control connections use plain JSON frames (see runwrap.listener.control).
@@ -54,7 +52,7 @@ def encode(header: Mapping[str, Any], blobs: Mapping[str, Secret | bytes | bytea
     encoded = json_codec.dumps(head, separators=json_codec.COMPACT).encode()
     if len(encoded) > 0xFFFF:
         raise ProtocolError("message header too large")
-    out = bytearray(_HEADER_LEN.pack(len(encoded)))
+    out = bytearray(len(encoded).to_bytes(_HEADER_LEN, "big"))
     out += encoded
     out += buf
     result = bytes(out)
@@ -104,14 +102,14 @@ def join(length: Any, receive: Callable[[], bytes]) -> bytes:
 def decode(plaintext: bytes) -> tuple[dict[str, Any], dict[str, Secret]]:
     """Parse a message into its header and its secret fields; wipes `plaintext` afterwards."""
     try:
-        if len(plaintext) < _HEADER_LEN.size:
+        if len(plaintext) < _HEADER_LEN:
             raise ProtocolError("message too short")
-        (head_len,) = _HEADER_LEN.unpack_from(plaintext)
-        start = _HEADER_LEN.size + head_len
+        head_len = int.from_bytes(plaintext[:_HEADER_LEN], "big")
+        start = _HEADER_LEN + head_len
         if start > len(plaintext):
             raise ProtocolError("message header runs past the end")
         try:
-            header = json_codec.loads(plaintext[_HEADER_LEN.size : start])
+            header = json_codec.loads(plaintext[_HEADER_LEN : start])
         except (ValueError, UnicodeDecodeError):
             raise ProtocolError("message header is not JSON") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
