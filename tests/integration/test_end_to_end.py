@@ -253,32 +253,28 @@ EXEC_PATH_MAY_IMPORT = {
     "runwrap.paths", "runwrap.linux", "runwrap.profile", "runwrap.profile.model", "runwrap.profile.lookup",
     "runwrap.profile.cache", "runwrap.profile.files", "runwrap.consumer", "runwrap.consumer.client",
     "runwrap.consumer.connections", "runwrap.json_codec",
-    "runwrap.wire", "runwrap.wire.framing", "runwrap.wire.messages", "runwrap.wire.noise_session",
-    "runwrap.wire.noise_ik",
+    "runwrap.wire", "runwrap.wire.framing", "runwrap.wire.messages", "runwrap.wire.noise_ik",
     "runwrap.wire.address", "runwrap.wire.identity", "runwrap.supervise", "runwrap.supervise.hardening",
     "runwrap.supervise.command", "runwrap.supervise.supervisor", "runwrap.supervise.child",
     "runwrap.supervise.ptyio", "runwrap.supervise.reaper", "runwrap.supervise.signals",
     "runwrap.supervise.streams", "runwrap.supervise.launch", "runwrap.supervise.memfile", "runwrap.supervise.mask",
     "runwrap.supervise.mask_lines", "runwrap.supervise.mask_patterns", "runwrap.supervise.maskviews",
-    "runwrap.supervise.memfind", "runwrap.supervise.rotation", "bisect", "_bisect",
-    # the console script's `import re`, noiseprotocol's `typing` and what those two import (3.10: sre_*)
-    "re", "re._casefix", "re._compiler", "re._constants", "re._parser", "sre_compile", "sre_constants", "sre_parse",
-    "_sre", "_locale", "enum", "types", "functools", "_functools", "operator", "_operator", "collections",
-    "_collections", "collections.abc", "itertools", "keyword", "reprlib", "copyreg", "typing", "_typing",
-    "contextlib", "warnings", "__future__",
-    # the handshake: noiseprotocol's state machine, X25519 and ChaCha20-Poly1305 from cryptography's
-    # Rust bindings (wire.noise_session), BLAKE2s without hashlib
-    "noise", "noise.backends", "noise.backends.noise_backend", "noise.constants", "noise.exceptions",
-    "noise.functions", "noise.functions.hash", "noise.functions.patterns", "noise.patterns", "noise.state",
-    "noise.noise_protocol", "cryptography", "cryptography.__about__", "cryptography.hazmat",
-    "cryptography.hazmat.bindings", "cryptography.hazmat.bindings._rust", "_cffi_backend", "_blake2",
-    # JSON: message headers, the key and connections files, the profile cache
-    "json", "json.decoder", "json.encoder", "json.scanner", "_json",
-    # ctypes: prctl (not dumpable, subreaper), the signalfd, wiping bytes
-    "ctypes", "ctypes._endian", "_ctypes", "struct", "_struct",
+    "runwrap.supervise.memfind", "runwrap.supervise.rotation",
+    # `from __future__ import annotations` (~0.1 ms); no typing, re, enum, functools, collections,
+    # contextlib, json, struct or ctypes (each 1-10 ms): annotations sit under `TYPE_CHECKING = False`
+    "__future__",
+    # the handshake: runwrap's own IK initiator (wire.noise_ik) on X25519 and ChaCha20-Poly1305 from
+    # cryptography's Rust bindings, and BLAKE2s without hashlib; cryptography's package imports `types`
+    "cryptography", "cryptography.__about__", "cryptography.hazmat", "cryptography.hazmat.bindings",
+    "cryptography.hazmat.bindings._rust", "_cffi_backend", "_blake2", "types",
+    # JSON through the C accelerator alone (runwrap.json_codec): message headers, key and connections
+    # files, the profile cache
+    "_json",
+    # libc through _ctypes (runwrap.linux): prctl (not dumpable, subreaper), the signalfd, wiping bytes
+    "_ctypes",
     # the C socket and the C signal module (not socket.py's or signal.py's enums), and what the
-    # supervisor needs: poll, rlimits, terminals
-    "_socket", "_signal", "select", "resource", "errno", "termios", "fcntl", "binascii",
+    # supervisor needs: poll, rlimits, fcntl; the mask's base64 (binascii) and its span search (bisect)
+    "_socket", "_signal", "select", "resource", "errno", "fcntl", "binascii", "bisect", "_bisect",
     # built in: the collector is off while runwrap starts (runwrap.__main__)
     "gc",
 }
