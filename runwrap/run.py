@@ -312,12 +312,13 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     from runwrap.consumer.client import Endpoint
     from runwrap.consumer.client import rate_wait as pick_rate_wait
     from runwrap.paths import config_dir
-    from runwrap.supervise import supervisor
-    from runwrap.supervise.memfile import FileSet
 
     argv = resolve(request, command, parent)
     wait = pick_rate_wait(rate_wait, parent)  # a bad RUNWRAP_RATE_WAIT is refused before anything is asked
-    channel = Endpoint.pick_in(config_dir(parent), connection).open()
+    channel = Endpoint.pick_in(config_dir(parent), connection).open(meanwhile=_load_supervisor)
+    from runwrap.supervise import supervisor
+    from runwrap.supervise.memfile import FileSet
+
     channel.rate_wait = wait
     secrets: tuple[Secret, ...] = ()
     files = FileSet(parent)
@@ -349,6 +350,12 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
             on_change=_policy(on_change)))
     finally:
         files.remove()  # the supervisor removes them once the child's tree is gone; this is for its errors
+
+
+def _load_supervisor() -> None:
+    """Import the supervisor's modules (~3 ms) while the listener answers the handshake."""
+    from runwrap.supervise import supervisor  # noqa: F401
+    from runwrap.supervise.memfile import FileSet  # noqa: F401
 
 
 def _policy(on_change: str) -> OnChange:

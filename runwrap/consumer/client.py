@@ -63,13 +63,18 @@ class Channel:
         self.rate_wait = DEFAULT_RATE_WAIT  # the longest a request waits out the listener's rate limit
 
     @classmethod
-    def open(cls, conn: Connection, private: bytes, timeout: float = CONNECT_TIMEOUT) -> Channel:
+    def open(cls, conn: Connection, private: bytes, timeout: float = CONNECT_TIMEOUT,
+             meanwhile: Callable[[], object] | None = None) -> Channel:
+        """Connect and shake hands; `meanwhile` runs between the two messages, while the listener
+        computes its answer (the exec path loads its supervisor then: ~1 ms of every launch)."""
         sock = connect(conn.address, timeout, KEEPALIVE)
         try:
             deadline = time.monotonic() + timeout
             handshake = noise_ik.initiator_ik(private, conn.public_bytes)
             sock.sendall(framing.preface(framing.MODE_SESSION))
             framing.send_frame(sock, handshake.write(b""))
+            if meanwhile is not None:
+                meanwhile()
             answer = framing.recv_frame(sock, deadline=deadline, max_len=framing.MAX_HANDSHAKE_FRAME)
             if answer[:1] == framing.REJECT:
                 code, message = framing.reject_reason(answer)
@@ -370,8 +375,8 @@ class Endpoint:
         folder_for_files(config)
         return cls(connection, load_or_create_identity(os.path.join(config, CONSUMER_KEY)))
 
-    def open(self, timeout: float = CONNECT_TIMEOUT) -> Channel:
-        return Channel.open(self.connection, self._private, timeout)
+    def open(self, timeout: float = CONNECT_TIMEOUT, meanwhile: Callable[[], object] | None = None) -> Channel:
+        return Channel.open(self.connection, self._private, timeout, meanwhile)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.connection.name!r} at {self.connection.address})"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runwrap import Client, ConfigError, ConnectionFailed, Credential, Denied, NotFound, RunwrapError, Secret
+from runwrap.credential import Query
 from runwrap.errors import UsageError
 from runwrap.testing.listener import RunningListener, runwrap_executable
 from tests.envdump import ENV_DUMPER, read_env_dump
@@ -202,3 +204,27 @@ def test_import_runwrap_stays_cheap_and_client_is_exported():
             "assert Client.__module__ == 'runwrap.api'\n"
             "assert set(runwrap.__all__) <= set(dir(runwrap))\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_a_handshake_runs_meanwhile_between_its_two_messages(listener):
+    # The exec path loads its supervisor while the listener computes its answer (run.launch): the
+    # answer waits in the socket, and a failure meanwhile closes the connection it opened.
+    from runwrap.consumer.client import Endpoint
+    from runwrap.paths import config_dir
+
+    endpoint = Endpoint.pick_in(config_dir(listener.env), None)
+    calls: list[int] = []
+    channel = endpoint.open(meanwhile=lambda: (calls.append(1), time.sleep(0.3)))
+    try:
+        assert calls == [1]
+        assert channel.request(Query(domain="github.com"), ["username"])["username"].reveal() == "example"
+    finally:
+        channel.close()
+    before = len(os.listdir("/proc/self/fd"))
+
+    def fail() -> None:
+        raise RuntimeError("meanwhile failed")
+
+    with pytest.raises(RuntimeError, match="meanwhile failed"):
+        endpoint.open(meanwhile=fail)
+    assert len(os.listdir("/proc/self/fd")) == before  # the socket was closed
