@@ -87,7 +87,11 @@ def test_what_is_not_text_gives_json_s_type_error(data: object) -> None:
 def test_malformed_input_raises_json_s_error_with_its_position() -> None:
     with pytest.raises(json.JSONDecodeError) as caught:
         json_codec.loads(b'{"type": "request",}')
-    assert (caught.value.msg, caught.value.pos) == ("Expecting property name enclosed in double quotes", 19)
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(b'{"type": "request",}')
+    # json's own words and position (3.13 says "Illegal trailing comma before end of object" at 18)
+    assert (caught.value.msg, caught.value.pos) == (expected.value.msg, expected.value.pos)
+    assert caught.value.pos in (18, 19)
     with pytest.raises(json.JSONDecodeError, match="Extra data"):
         json_codec.loads(b"{} {}")
     with pytest.raises(UnicodeDecodeError):
@@ -146,8 +150,9 @@ def test_make_encoder_is_called_with_json_encoder_s_arguments() -> None:
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
              and isinstance(node.func, ast.Name) and node.func.id == "c_make_encoder"]
     assert len(calls) == 1
-    assert [ast.unparse(arg) for arg in calls[0].args] == [
-        "markers", "self.default", "_encoder", "self.indent", "self.key_separator", "self.item_separator",
+    # 3.13 passes `indent`, a local holding self.indent as a string (its C encoder indents too)
+    assert [ast.unparse(arg).replace("self.indent", "indent") for arg in calls[0].args] == [
+        "markers", "self.default", "_encoder", "indent", "self.key_separator", "self.item_separator",
         "self.sort_keys", "self.skipkeys", "self.allow_nan"]
     encode = _json.make_encoder({}, json_codec._unencodable, _json.encode_basestring_ascii, None, ":", ",",
                                 False, False, True)
