@@ -66,6 +66,7 @@ def _following() -> type[Supervisor]:
     """The supervisor with rotation's half, which only a run that follows changes loads (19 KB of .pyc)."""
     from runwrap.supervise.rotation import Following, Rotation
 
+    # Made here: rotation cannot import this module (no import cycles, the import-linter contract).
     class Rotating(Following, Supervisor):
         def __init__(self, launch: Launch) -> None:
             super().__init__(launch)
