@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from runwrap.consumer.client import Changed, Channel, Claim, HeldLease
     from runwrap.credential import Credential
+    from runwrap.supervise.fileset import FileSet
     from runwrap.supervise.launch import OnChange, Revoked, Update
-    from runwrap.supervise.memfile import FileSet
 
 # One credential entry's values in the child: its variables, and the values inside its files (masked).
 Share = tuple[dict[str, Secret], list[Secret]]
@@ -317,7 +317,7 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
     wait = pick_rate_wait(rate_wait, parent)  # a bad RUNWRAP_RATE_WAIT is refused before anything is asked
     channel = Endpoint.pick_in(config_dir(parent), connection).open(meanwhile=_load_supervisor)
     from runwrap.supervise import supervisor
-    from runwrap.supervise.memfile import FileSet
+    from runwrap.supervise.fileset import FileSet
 
     channel.rate_wait = wait
     secrets: tuple[Secret, ...] = ()
@@ -355,7 +355,7 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
 def _load_supervisor() -> None:
     """Import the supervisor's modules (~3 ms) while the listener answers the handshake."""
     from runwrap.supervise import supervisor  # noqa: F401
-    from runwrap.supervise.memfile import FileSet  # noqa: F401
+    from runwrap.supervise.fileset import FileSet  # noqa: F401
 
 
 def _policy(on_change: str) -> OnChange:

@@ -19,7 +19,7 @@ from runwrap.environment import to_exec_env
 from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
 from runwrap.linux import PR_SET_PDEATHSIG, prctl
 from runwrap.secret import Secret
-from runwrap.supervise import hardening, ptyio
+from runwrap.supervise import hardening
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report
             os.kill(os.getpid(), signal.SIGKILL)
         if plan.pty_slave is not None:
             os.setsid()
+            from runwrap.supervise import ptyio  # pty mode: the supervisor loaded it before forking
+
             ptyio.make_controlling(plan.pty_slave)
         elif plan.own_group:
             os.setpgid(0, 0)

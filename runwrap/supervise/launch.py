@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from runwrap.record import Record
 from runwrap.secret import Secret
-from runwrap.supervise.memfile import FileSet
+from runwrap.supervise.fileset import FileSet
 
 TYPE_CHECKING = False
 

@@ -1,7 +1,7 @@
 """The streaming masker: every injected value, and its common encodings, written as `***`.
 
 What is masked is `mask_patterns.variants(value)`, looked for in three views of the output
-(see maskviews): the output itself; the output with the line breaks of wrapped encodings taken
+(see maskviews, mask_json): the output itself; the output with the line breaks of wrapped encodings taken
 out (base64 -w N, xxd -p, od); and the output with JSON's \\uXXXX escapes rewritten (so any
 character may be \\u-escaped, in either case). Values shorter than `MIN_LEN` bytes are only counted
 (`Masker.short_values`) for a warning.
@@ -42,13 +42,15 @@ from runwrap.linux import address
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise.mask_lines import FEW_PATTERNS, LineTails
 from runwrap.supervise.mask_patterns import MIN_LEN, dedupe, escape_safe, variants
-from runwrap.supervise.maskviews import WRAP_MAX, Decoded, decode_json, zero
+from runwrap.supervise.maskviews import WRAP_MAX, zero
 from runwrap.supervise.memfind import Finder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
+
+    from runwrap.supervise.mask_json import Decoded
 
 # The anchor prefilter: a byte is a useful anchor while it occurs at most once in RARE_EVERY bytes
 # (beyond that a pattern's own find, ~0.2 ns a byte, is cheaper than visiting each hit in Python).
@@ -249,7 +251,9 @@ class Masker(LineTails):
         spans = self._search(work, size, wrap=True)
         views: list[Decoded] = []
         if work.find(b"\\", 0, size) >= 0:  # cheap (memchr); in most output there is none
-            view = decode_json(work, size, self._wanted, final=final)
+            from runwrap.supervise import mask_json  # so most runs never load it
+
+            view = mask_json.decode_json(work, size, self._wanted, final=final)
             if view is not None:
                 views.append(view)
         if final:  # the end of the stream, or a release (which still ends at an escape's start)

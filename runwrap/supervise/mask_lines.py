@@ -7,7 +7,11 @@ one sitting. The rules are mask's module docstring's.
 
 from __future__ import annotations
 
-from runwrap.supervise.maskviews import WRAP_MAX, WRAP_MIN, Decoded, line_kinds, zero
+from runwrap.supervise.maskviews import WRAP_MAX, WRAP_MIN, line_kinds, zero
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runwrap.supervise.mask_json import Decoded
 
 # Up to this many patterns the held-tail search goes pattern by pattern, beyond it position by position.
 FEW_PATTERNS = 16

@@ -15,6 +15,7 @@ itself killed with SIGKILL leaves it behind in memory, and the next run that mak
 it (the folder's name holds runwrap's pid and pid namespace).
 
 Before a file goes, its content is overwritten with zeros, so the pages freed hold no secret.
+A run's files are a `fileset.FileSet`, which loads this module when it makes the first one.
 """
 
 from __future__ import annotations
@@ -190,59 +191,3 @@ def _remove_tree(folder: str) -> None:
         os.rmdir(folder)
     except FileNotFoundError:
         pass
-
-
-class FileSet:
-    """The secret files of one run, and the private folder of its path: true ones."""
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = os.environ if environ is None else environ  # where $XDG_RUNTIME_DIR is read
-        self.files: list[MemFile] = []
-        self.folder: PrivateFolder | None = None
-
-    def add(self, name: str, content: Secret, mode: int, *, path: bool = False) -> MemFile:
-        try:
-            made = MemFile(name, content, mode, self.make_folder() if path else None)
-        except OSError as exc:
-            raise RunwrapError(f"cannot make the secret file {name} in memory: {exc.strerror}"
-                               " — check the free memory and the open-files limit (ulimit -n)") from None
-        self.files.append(made)
-        return made
-
-    def make_folder(self) -> PrivateFolder:
-        """The folder for path: true files, made on first use (the exec path makes it before fetching,
-        so a missing memory file system is refused before any secret is asked for)."""
-        if self.folder is None:
-            try:
-                self.folder = PrivateFolder(self.environ)
-            except OSError as exc:
-                raise RunwrapError(f"cannot make a private folder for path: true files: {exc.strerror}"
-                                   " — check that $XDG_RUNTIME_DIR or /dev/shm is writable") from None
-        return self.folder
-
-    def rewrite(self, contents: dict[str, Secret]) -> None:
-        """A rotation: the files named in `contents` (by variable) get it, in place; the contents are wiped."""
-        try:
-            for made in self.files:
-                if made.name in contents:
-                    made.rewrite(contents[made.name])
-        except OSError as exc:
-            raise RunwrapError(f"cannot rewrite a secret file in memory: {exc.strerror}"
-                               " — check the free memory") from None
-        finally:
-            for content in contents.values():
-                content.wipe()
-
-    def child_fds(self) -> tuple[int, ...]:
-        return tuple(f.child_fd for f in self.files if f.child_fd is not None)
-
-    def remove(self) -> None:
-        """Zero and close every file, remove the folder. Safe to call more than once."""
-        for made in self.files:
-            made.destroy()
-        if self.folder is not None:
-            self.folder.remove()
-            self.folder = None
-
-    def __bool__(self) -> bool:
-        return bool(self.files)

@@ -1,5 +1,7 @@
 """The terminal side of the supervisor: a pty for the child, raw mode for runwrap's terminal.
 
+Loaded only on the terminal path: whether there is a terminal at all is streams.open_terminal's.
+
 When masking is on and runwrap has a terminal (a controlling terminal, or one on stdin, stdout or
 stderr), the child gets a pty instead: as its controlling terminal, so what it writes to /dev/tty
 is masked too, and on each of its stdin, stdout and stderr that is a terminal for runwrap, so
@@ -67,20 +69,6 @@ def open_pty(like: int, size_from: int) -> tuple[int, int]:
     set_winsize(master, get_winsize(size_from))
     os.set_blocking(master, False)
     return master, slave
-
-
-def open_terminal() -> tuple[int, bool] | None:
-    """runwrap's terminal, opened anew for its own use, and whether it is the controlling one.
-
-    /dev/tty, else the first of stdout, stderr and stdin that is a terminal; None without any.
-    """
-    paths = [("/dev/tty", True), *((f"/proc/self/fd/{fd}", False) for fd in (1, 2, 0) if os.isatty(fd))]
-    for path, controlling in paths:
-        try:
-            return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), controlling
-        except OSError:  # /dev/tty: ENXIO without a controlling terminal, EIO once it hung up
-            continue
-    return None
 
 
 def make_controlling(slave: int) -> None:

@@ -19,11 +19,13 @@ The lease brings an `Update` (launch.py): the complete next values. What happens
 
 The old and the new values are both masked from the change on (each masker gets the new ones,
 `Masker.add`); the masker's copies are wiped at the end of the run with it.
+
+`Following` is the supervisor's half that follows changes: supervisor.run adds it for an
+on_change other than none, so the common run never loads this module.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 from runwrap.durations import format_duration
@@ -155,7 +157,8 @@ def values_of(launch: Launch) -> list[Secret]:
 
 
 class Following:
-    """The supervisor's half that follows changes; a base of supervisor._Supervisor, which has the rest."""
+    """The supervisor's half that follows changes: a base of the supervisor of a run whose on_change
+    is not none (supervisor.run), over supervisor.Supervisor's hooks under "following changes"."""
 
     launch: Launch
     rotation: Rotation
@@ -163,7 +166,6 @@ class Following:
     status: int | None
     streams: list[Stream]
     piped: list[tuple[Stream, tuple[int, ...]]]  # the pipe streams, with the child fds each one serves
-    master: int | None
     plan: Plan  # how the child is started: each restart's child gets the same, with new pipes
     sigfd: SignalFd
     termed: set[int]
@@ -181,6 +183,8 @@ class Following:
         def _forward(self, signo: int, code: int) -> None: ...
 
         def _say(self, message: str) -> None: ...
+
+        def _pipe(self, fds: tuple[int, ...], dest: int, masker: Masker) -> int: ...
 
     def _changed(self, update: Update) -> None:
         """An Update from the lease, while the child runs."""
@@ -262,12 +266,18 @@ class Following:
             ends.append(self._pipe(fds, stream.dest, stream.masker))
         return ends
 
-    def _pipe(self, fds: tuple[int, ...], dest: int, masker: Masker) -> int:
-        """A pipe for the child's `fds`, read into a stream to `dest`; the child's end, to close after fork."""
-        read, write = os.pipe()
-        for fd in fds:
-            self.plan.stdio[fd] = write
-        stream = Stream(read, dest, masker)
-        self.streams.append(stream)
-        self.piped.append((stream, fds))
-        return write
+    def _restart_at(self) -> float | None:
+        return self.rotation.restart_at
+
+    def _cancel_restart(self) -> None:
+        self.rotation.cancel()
+
+    def _signalled(self, signo: int) -> None:
+        if signo in ENDING and self.rotation.stopping:
+            self.rotation.cancel()  # the run ends by the stopped child's status instead
+
+    def _wipe_changes(self) -> None:
+        self.rotation.wipe()
+
+    def _end_by_change(self) -> None:
+        self.rotation.finish()

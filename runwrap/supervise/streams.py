@@ -217,6 +217,20 @@ def _fdinfo(fd: int) -> list[bytes]:
         return [line for line in f if line.startswith((b"pos:", b"flags:"))]
 
 
+def open_terminal() -> tuple[int, bool] | None:
+    """runwrap's terminal, opened anew for its own use (pty mode: see ptyio), and whether it is the controlling one.
+
+    /dev/tty, else the first of stdout, stderr and stdin that is a terminal; None without any.
+    """
+    paths = [("/dev/tty", True), *((f"/proc/self/fd/{fd}", False) for fd in (1, 2, 0) if os.isatty(fd))]
+    for path, controlling in paths:
+        try:
+            return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC), controlling
+        except OSError:  # /dev/tty: ENXIO without a controlling terminal, EIO once it hung up
+            continue
+    return None
+
+
 def say(message: str, raw: bool = False) -> None:
     """A line of runwrap's own on stderr (`raw`: the terminal is in raw mode and needs \\r\\n)."""
     line = f"runwrap: {message}" + ("\r\n" if raw else "\n")

@@ -17,7 +17,8 @@ process it started outlives it. How:
   one for both when they go to one place (`2>&1`).
 - runwrap's death kills the child (PR_SET_PDEATHSIG, in `child`).
 - When the child ends: wipe, flush, report the lease's end, then end every remaining descendant
-  (`reaper`). A change of the credentials may end it and start it again first (`rotation`).
+  (`reaper`). A change of the credentials may end it and start it again first: with on_change
+  other than none the supervisor has `rotation.Following` too.
 """
 
 from __future__ import annotations
@@ -32,19 +33,19 @@ from runwrap.durations import format_duration
 from runwrap.errors import EXIT_TIMEOUT, LeaseRevoked
 from runwrap.linux import PR_SET_CHILD_SUBREAPER, prctl
 from runwrap.secret import Secret, wipe_bytes
-from runwrap.supervise import ptyio, reaper
+from runwrap.supervise import reaper
 from runwrap.supervise.child import Plan, exec_child, exec_error
 from runwrap.supervise.launch import Launch as Launch  # what run() takes; it lives with the Lease protocol
 from runwrap.supervise.launch import Revoked, Update
-from runwrap.supervise.rotation import ENDING, Following, Rotation
 from runwrap.supervise.signals import FORWARDED, KEYBOARD, SI_KERNEL, STOPS, SignalFd, die_by, kill, killpg
-from runwrap.supervise.streams import Stream, same_destination, say
+from runwrap.supervise.streams import Stream, open_terminal, same_destination, say
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
 
     from runwrap.supervise.mask import Masker
+    from runwrap.supervise.ptyio import RawMode
 else:
     import _signal as signal  # not signal.py's enums: see runwrap.supervise.signals
 
@@ -56,14 +57,31 @@ STOP_CHECK = 0.1  # how long a child gets to handle SIGTSTP before pty mode stop
 def run(launch: Launch) -> int:
     """Run and supervise the child; its exit status (or 124 on timeout), or die by its signal."""
     environment.check(launch.env)  # the boundary where execve happens; the messages name the variable
-    return _Supervisor(launch).run()
+    if launch.on_change.mode == "none":
+        return Supervisor(launch).run()
+    return _following()(launch).run()
 
 
-class _Supervisor(Following):
+def _following() -> type[Supervisor]:
+    """The supervisor with rotation's half, which only a run that follows changes loads (19 KB of .pyc)."""
+    from runwrap.supervise.rotation import Following, Rotation
+
+    # Made here: rotation cannot import this module (no import cycles, the import-linter contract).
+    class Rotating(Following, Supervisor):
+        def __init__(self, launch: Launch) -> None:
+            super().__init__(launch)
+            self.rotation = Rotation(launch.on_change)
+
+    return Rotating
+
+
+class Supervisor:
+    """One run's child and everything around it; a change of the credentials is wiped unused
+    (on_change none; `rotation.Following` overrides the hooks under "following changes")."""
+
     def __init__(self, launch: Launch) -> None:
         self.launch = launch
-        self.rotation = Rotation(launch.on_change)
-        self.piped: list[tuple[Stream, tuple[int, ...]]] = []
+        self.piped: list[tuple[Stream, tuple[int, ...]]] = []  # the pipe streams, with the child fds each serves
         self.pid = 0
         self.status: int | None = None  # the direct child's wait status, once reaped
         self.streams: list[Stream] = []
@@ -72,7 +90,7 @@ class _Supervisor(Following):
         self.term: int | None = None  # runwrap's terminal, opened anew in pty mode (output goes there)
         self.keys = 0  # the terminal fd typed keys are read from, in raw mode
         self.size_from = 1  # the terminal whose size the pty copies
-        self.raw: ptyio.RawMode | None = None
+        self.raw: RawMode | None = None
         self.stdin_open = False  # reading keys to pass to the pty
         self.stdin_buf = bytearray(4096)
         self.to_master = bytearray()
@@ -149,11 +167,13 @@ class _Supervisor(Following):
             return spare.pop() if spare else Masker(launch.secrets, hex=launch.mask_hex)
 
         tty = [os.isatty(fd) for fd in (0, 1, 2)]
-        term = ptyio.open_terminal()
+        term = open_terminal()
         if term is None:
             plan.own_group = True
             piped = [1, 2]
         else:
+            from runwrap.supervise import ptyio  # the terminal path only: pty pairs, raw mode, window sizes
+
             # The child's terminal is a pty of runwrap's (see ptyio), so it holds no fd of the real
             # one: its controlling terminal, and each of its stdio fds that is a terminal here.
             self.term, controlling = term
@@ -268,7 +288,7 @@ class _Supervisor(Following):
         self._deadlines()
 
     def _poll_timeout(self) -> int:
-        soonest = min((t for t in (self.deadline, self.kill_at, self.stop_check, self.rotation.restart_at)
+        soonest = min((t for t in (self.deadline, self.kill_at, self.stop_check, self._restart_at())
                        if t is not None), default=None)
         if soonest is None:
             return -1
@@ -279,7 +299,7 @@ class _Supervisor(Following):
         if self.deadline is not None and now >= self.deadline:
             self.deadline = None
             self.timed_out = True
-            self.rotation.cancel()
+            self._cancel_restart()
             self._say(f"timed out after {format_duration(self.launch.timeout or 0)}")
             self._terminate(self.launch.kill_grace)
         if self.stop_check is not None and now >= self.stop_check:
@@ -299,7 +319,7 @@ class _Supervisor(Following):
 
     def _revoke(self, reason: str) -> None:
         self.revoked = reason
-        self.rotation.cancel()
+        self._cancel_restart()
         self.deadline = None
         self._terminate(min(self.launch.kill_grace, REVOKE_GRACE))
 
@@ -313,8 +333,7 @@ class _Supervisor(Following):
             if signo == signal.SIGCHLD:
                 reap = True
             elif self.status is None:
-                if signo in ENDING and self.rotation.stopping:
-                    self.rotation.cancel()  # the run ends by the stopped child's status instead
+                self._signalled(signo)
                 self._forward(signo, code)
         if reap:
             self._reap()
@@ -327,6 +346,8 @@ class _Supervisor(Following):
                 self._child_stopped()  # its stop was seen before this signal was read
                 return
         if self.master is not None:
+            from runwrap.supervise import ptyio  # loaded by _plan_io, as there is a pty
+
             if signo == signal.SIGWINCH:
                 # The kernel signals the pty's foreground group when the size changes.
                 if not ptyio.set_winsize(self.master, ptyio.get_winsize(self.size_from)) and not from_terminal:
@@ -357,6 +378,8 @@ class _Supervisor(Following):
 
     def _stop_if_orphaned(self) -> None:
         if self.status is None and self.master is not None:
+            from runwrap.supervise import ptyio  # loaded by _plan_io, as there is a pty
+
             ptyio.stop_if_orphaned(self.master, self.pid)
 
     def _resume(self) -> None:
@@ -365,6 +388,8 @@ class _Supervisor(Following):
             self.raw.enter()
             self.stdin_open = not self.raw.yielded
         if self.master is not None:
+            from runwrap.supervise import ptyio  # loaded by _plan_io, as there is a pty
+
             ptyio.set_winsize(self.master, ptyio.get_winsize(self.size_from))
         self.stopped_with_child = False
         killpg(self.pid, signal.SIGCONT)
@@ -458,7 +483,7 @@ class _Supervisor(Following):
         launch = self.launch
         for secret in (*launch.secrets, *(v for v in launch.env.values() if isinstance(v, Secret))):
             secret.wipe()
-        self.rotation.wipe()
+        self._wipe_changes()
         for stream in self.streams:
             stream.wipe()
         wipe_bytes(self.stdin_buf)
@@ -478,7 +503,7 @@ class _Supervisor(Following):
         self.sigfd.close()
         if self.revoked is not None:
             raise LeaseRevoked(f"access revoked by the listener: {self.revoked}")
-        self.rotation.finish()
+        self._end_by_change()
         if self.timed_out:
             return EXIT_TIMEOUT
         status = self.status or 0
@@ -497,3 +522,42 @@ class _Supervisor(Following):
 
     def _say(self, message: str) -> None:
         say(message, raw=self.raw is not None and self.raw.active)
+
+    def _pipe(self, fds: tuple[int, ...], dest: int, masker: Masker) -> int:
+        """A pipe for the child's `fds`, read into a stream to `dest`; the child's end, to close after fork."""
+        read, write = os.pipe()
+        for fd in fds:
+            self.plan.stdio[fd] = write
+        stream = Stream(read, dest, masker)
+        self.streams.append(stream)
+        self.piped.append((stream, fds))
+        return write
+
+    # -- following changes: on_change none (rotation.Following does the rest) --
+
+    def _changed(self, update: Update) -> None:
+        """An Update from the lease, while the child runs: the child keeps the values it started with."""
+        update.wipe()
+
+    def _restart_at(self) -> float | None:
+        """When a waiting restart begins."""
+        return None
+
+    def _begin_restart(self, now: float) -> None:
+        """Stop the child's tree if a waiting restart is due."""
+
+    def _restarted(self) -> bool:
+        """The child ended: whether the command started again, with new values."""
+        return False
+
+    def _cancel_restart(self) -> None:
+        """The run ends (a timeout, a revocation): no restart after all."""
+
+    def _signalled(self, signo: int) -> None:
+        """A signal for the child arrived (before it is forwarded)."""
+
+    def _wipe_changes(self) -> None:
+        """Wipe the values changes brought that are still held."""
+
+    def _end_by_change(self) -> None:
+        """At the end of the run: raise the error of a change that ended it (exit 125)."""

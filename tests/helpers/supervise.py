@@ -31,9 +31,9 @@ import sys
 from runwrap.errors import RunwrapError
 from runwrap.secret import Secret
 from runwrap.supervise.command import resolve_command
+from runwrap.supervise.fileset import FileSet
 from runwrap.supervise.hardening import harden
 from runwrap.supervise.launch import OnChange, Revoked, Update
-from runwrap.supervise.memfile import FileSet
 from runwrap.supervise.supervisor import Launch, run
 
 

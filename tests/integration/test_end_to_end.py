@@ -256,10 +256,10 @@ EXEC_PATH_MAY_IMPORT = {
     "runwrap.wire", "runwrap.wire.framing", "runwrap.wire.messages", "runwrap.wire.noise_ik",
     "runwrap.wire.address", "runwrap.wire.identity", "runwrap.supervise", "runwrap.supervise.hardening",
     "runwrap.supervise.command", "runwrap.supervise.supervisor", "runwrap.supervise.child",
-    "runwrap.supervise.ptyio", "runwrap.supervise.reaper", "runwrap.supervise.signals",
-    "runwrap.supervise.streams", "runwrap.supervise.launch", "runwrap.supervise.memfile", "runwrap.supervise.mask",
+    "runwrap.supervise.reaper", "runwrap.supervise.signals",
+    "runwrap.supervise.streams", "runwrap.supervise.launch", "runwrap.supervise.fileset", "runwrap.supervise.mask",
     "runwrap.supervise.mask_lines", "runwrap.supervise.mask_patterns", "runwrap.supervise.maskviews",
-    "runwrap.supervise.memfind", "runwrap.supervise.rotation",
+    "runwrap.supervise.memfind",
     # `from __future__ import annotations` (~0.1 ms); no typing, re, enum, functools, collections,
     # contextlib, json, struct or ctypes (each 1-10 ms): annotations sit under `TYPE_CHECKING = False`
     "__future__",

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runwrap.supervise import maskviews
+from runwrap.supervise import mask_json
 from runwrap.supervise.mask import Masker
 
 from .mask_reference import coverage, masked_whole, patterns_of
@@ -293,16 +293,16 @@ def test_a_read_never_ends_inside_an_escape() -> None:
 
 def test_decoded_views_are_zeroed_after_each_read(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = b"correct-horse-battery-staple"
-    made: list[maskviews.Decoded] = []
-    real = maskviews.decode_json
+    made: list[mask_json.Decoded] = []
+    real = mask_json.decode_json
 
-    def keep(*args: object, **kwargs: object) -> maskviews.Decoded | None:
+    def keep(*args: object, **kwargs: object) -> mask_json.Decoded | None:
         view = real(*args, **kwargs)  # type: ignore[arg-type]
         if view is not None:
             made.append(view)
         return view
 
-    monkeypatch.setattr("runwrap.supervise.mask.decode_json", keep)
+    monkeypatch.setattr("runwrap.supervise.mask_json.decode_json", keep)
     masker = Masker([secret])
     escaped = b"".join(b"\\u%04x" % byte for byte in secret)
     assert masker.feed(b'{"t": "' + escaped + b'"} {"u": "\\u00e9"}\n') == b'{"t": "***"} {"u": "\\u00e9"}\n'

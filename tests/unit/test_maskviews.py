@@ -1,5 +1,5 @@
-"""maskviews' scans without `re`: `line_kinds` and the search for \\u escapes of ASCII characters give what
-the regular expressions they replace gave (`[^base64]`, `[^0-9a-fA-F \\t]`, `\\\\u00[0-7][0-9a-fA-F]`),
+"""maskviews' and mask_json's scans without `re`: `line_kinds` and the search for \\u escapes of ASCII characters
+give what the regular expressions they replace gave (`[^base64]`, `[^0-9a-fA-F \\t]`, `\\\\u00[0-7][0-9a-fA-F]`),
 at every byte value and every bound."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runwrap.supervise import maskviews
+from runwrap.supervise import mask_json
 from runwrap.supervise.maskviews import B64_CHARS, WRAP_MAX, line_kinds
 
 NOT_B64 = re.compile(rb"[^" + re.escape(B64_CHARS) + rb"]")
@@ -59,7 +59,7 @@ def test_line_kinds_is_the_regular_expressions(data: bytes, start: int, end: int
 
 
 def ascii_u(data: bytes, size: int) -> list[int]:
-    return list(maskviews._ascii_u_escapes(data, size))
+    return list(mask_json._ascii_u_escapes(data, size))
 
 
 @pytest.mark.parametrize(("data", "found"), [
@@ -70,7 +70,7 @@ def ascii_u(data: bytes, size: int) -> list[int]:
 ])
 def test_ascii_escapes(data: bytes, found: list[int]) -> None:
     assert ascii_u(data, len(data)) == found
-    assert list(maskviews._ascii_u_escapes(bytearray(data), len(data))) == found
+    assert list(mask_json._ascii_u_escapes(bytearray(data), len(data))) == found
 
 
 def test_an_escape_counts_only_if_it_ends_by_the_bound() -> None:
