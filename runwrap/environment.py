@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 
-from runwrap.credential import FIELDS, is_field_name
-from runwrap.errors import RunwrapError, UsageError
+from runwrap.errors import RunwrapError
 from runwrap.secret import Secret
 
 TYPE_CHECKING = False  # not typing's: the exec path imports this module
@@ -174,41 +173,6 @@ def check(env: Mapping[str, str | Secret], origin: Mapping[str, str] | None = No
             f"the child's environment would take {total} bytes, too near the system limit of"
             f" {arg_max} (ARG_MAX) — inherit or set fewer variables (the largest is {quote_name(largest)})"
         )
-
-
-def env_all(prefix: str = "AAC_") -> dict[str, str]:
-    """aac's `--env-all`: every field as PREFIX + its name in capitals (AAC_USERNAME: username, ...)."""
-    mapping = {f"{prefix}{field.upper()}": field for field in FIELDS}
-    if not all(is_valid_name(name) for name in mapping):
-        raise UsageError(
-            f"--prefix {quote_name(prefix)} does not make valid variable names"
-            " — use letters, digits and _, not starting with a digit (e.g. AAC_)"
-        )
-    return mapping
-
-
-def parse_env_flags(flags: Sequence[str]) -> dict[str, str]:
-    """`--env VAR=FIELD ...` as aac takes them, to {VAR: FIELD}; UsageError for a bad one."""
-    mapping: dict[str, str] = {}
-    valid = ", ".join(FIELDS)
-    for flag in flags:
-        name, sep, field = flag.partition("=")
-        if not sep:
-            raise UsageError(
-                f"--env {quote_name(flag)} has no field — write VAR=FIELD, e.g. --env GH_TOKEN=password"
-            )
-        if not is_valid_name(name):
-            raise UsageError(
-                f"--env: {quote_name(name)} is not a valid variable name"
-                " — use letters, digits and _, not starting with a digit"
-            )
-        if not is_field_name(field):
-            raise UsageError(f"--env {name}: {quote_name(field)} is not a field name — use one of: {valid},"
-                             " or a key the item has (api_key)")
-        if name in mapping:
-            raise UsageError(f"--env: {name} is given twice — keep one")
-        mapping[name] = field
-    return mapping
 
 
 def to_exec_env(env: Mapping[str, str | Secret]) -> dict[bytes, bytes]:

@@ -1,21 +1,21 @@
 """The exec path: `runwrap PROFILE -- cmd`, `runwrap exec PROFILE -- cmd` and `runwrap run ...`.
 
-The library half, with plain arguments (`ExecArgs`, `RunArgs`); runwrap.cli.exec_args parses the
-command line into them. This is the hot path (shebang lines, Makefile recipes), so it never imports
-typer. Order matters: harden the process, read and check the profile, resolve the command,
-and only then ask the listener — so a broken profile or a missing command never fetches a secret,
-and a failed fetch never starts a child.
+The library half, with plain arguments (`ExecArgs`; `run`'s `RunArgs` in runwrap.run_flags);
+runwrap.cli.exec_args parses the command line into them. This is the hot path (shebang lines,
+Makefile recipes), so it never imports typer, and what only some launches reach loads where it is
+used: files and changes (runwrap.shares), `--dry-run` (runwrap.dry_run), the `run` form. Order
+matters: harden the process, read and check the profile, resolve the command, and only then ask
+the listener — so a broken profile or a missing command never fetches a secret, and a failed fetch
+never starts a child.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import sys
 
 from runwrap import environment
-from runwrap.errors import RunwrapError, UsageError
-from runwrap.profile.model import CredentialSpec, FileSpec, Profile
+from runwrap.errors import UsageError
 from runwrap.record import FrozenRecord, Record
 from runwrap.secret import Secret
 
@@ -23,19 +23,13 @@ TYPE_CHECKING = False  # not typing's: the exec path imports this module
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
 
-    from runwrap.consumer.client import Changed, Channel, Claim, HeldLease
+    from runwrap.consumer.changes import Changed
+    from runwrap.consumer.client import Channel, Claim, HeldLease
     from runwrap.credential import Credential
+    from runwrap.profile.model import CredentialSpec, Profile
+    from runwrap.shares import Share
     from runwrap.supervise.fileset import FileSet
     from runwrap.supervise.launch import OnChange, Revoked, Update
-
-# One credential entry's values in the child: its variables, and the values inside its files (masked).
-Share = tuple[dict[str, Secret], list[Secret]]
-
-# The fields that name an item rather than open it. `run --env-all` injects every field without the
-# user naming one, so these are not masked there: masking `github.com` garbles every URL and host
-# the child prints, and hides nothing a secret needs. A field the user maps by name (a profile,
-# `--env VAR=uri`) is masked whatever it is, as SPEC says; the README's Masking bullet says why.
-IDENTIFIERS = frozenset({"uri", "domain", "credential_id"})
 
 
 class ExecArgs(Record):
@@ -54,47 +48,6 @@ class ExecArgs(Record):
         self.dry_run = dry_run
         self.rate_wait = rate_wait  # None: RUNWRAP_RATE_WAIT, else the default
         self.mask_hex = mask_hex  # or the profile's mask_hex: true
-
-
-class RunArgs(Record):
-    """`runwrap run`, aac's spelling: one item, variables named on the command line."""
-
-    __slots__ = (
-        "command",
-        "connection",
-        "domain",
-        "env",
-        "env_all",
-        "files",
-        "id",
-        "keep_env",
-        "mask",
-        "mask_hex",
-        "on_change",
-        "prefix",
-        "rate_wait",
-        "timeout",
-    )
-
-    def __init__(self, domain: str | None, id: str | None, env: list[str] | None = None,
-                 env_all: bool = False, prefix: str = "AAC_", keep_env: list[str] | None = None,
-                 connection: str | None = None, mask: bool = True, timeout: float | None = None,
-                 command: list[str] | None = None, files: list[str] | None = None, rate_wait: float | None = None,
-                 mask_hex: bool = False, on_change: str = "none") -> None:
-        self.domain = domain
-        self.id = id
-        self.env = [] if env is None else env
-        self.env_all = env_all
-        self.prefix = prefix
-        self.keep_env = [] if keep_env is None else keep_env
-        self.connection = connection
-        self.mask = mask
-        self.timeout = timeout
-        self.command = [] if command is None else command
-        self.files = [] if files is None else files  # --file VAR=FIELD
-        self.rate_wait = rate_wait
-        self.mask_hex = mask_hex
-        self.on_change = on_change  # --on-change, as the profile key
 
 
 class Request(FrozenRecord):
@@ -162,7 +115,12 @@ def fetch_env(channel: Channel, request: Request, parent: Mapping[str, str], cla
     inside: list[list[Secret]] = []  # the values in each entry's files, for the mask
 
     def take(spec: CredentialSpec, cred: Credential) -> None:
-        inside.append(_file_share(request.source, spec, cred, contents))
+        if not spec.files:
+            inside.append([])
+            return
+        from runwrap.shares import file_share  # only an entry with files: (or `run --file`)
+
+        inside.append(file_share(request.source, spec, cred, contents))
 
     injected: dict[str, Secret] = {}
     try:
@@ -184,27 +142,6 @@ def fetch_env(channel: Channel, request: Request, parent: Mapping[str, str], cla
         raise
 
 
-def _file_share(source: str, spec: CredentialSpec, cred: Credential, contents: dict[str, Secret]) -> list[Secret]:
-    """What one entry's files hold, into `contents` (by variable); the values inside them, to mask."""
-    for var, file in spec.files.items():
-        contents[var] = _content(source, spec, var, file, cred)
-    return [Secret(cred[name].buffer) for name in sorted({n for f in spec.files.values() for n in f.fields})]
-
-
-def _content(source: str, spec: CredentialSpec, var: str, file: FileSpec, cred: Credential) -> Secret:
-    """What the file `var` holds: one field's value, or the template with the fields put in."""
-    from runwrap.profile.files import parse_template, render
-
-    for name in file.fields:
-        if name not in cred:
-            has = f" (it has: {', '.join(cred.available)})" if cred.available else ""
-            raise RunwrapError(f"{source}:{file.line or spec.line}: the item for {spec.query} has no {name}"
-                               f" value{has}; remove the file {var} or pick another field")
-    if file.field is not None:
-        return Secret(cred[file.field].buffer)
-    return render(parse_template(file.template or ""), cred)
-
-
 def claim_for(argv0: str, request: Request) -> dict[str, str | int]:
     from runwrap.consumer.client import default_provenance
 
@@ -222,81 +159,14 @@ def exec_profile(args: ExecArgs, environ: Mapping[str, str] | None = None) -> in
     profile = lookup.find(args.profile, environ=parent, cwd=os.getcwd())
     request = Request.of_profile(profile)
     if args.dry_run:
-        return _dry_run(profile, request, args.command, parent)
+        from runwrap import dry_run  # only with --dry-run
+
+        return dry_run.show(profile, request.credentials, resolve(request, args.command, parent), parent)
     return launch(request, args.command, parent, connection=args.connection or profile.connection,
                   mask=profile.mask if args.mask is None else args.mask,
                   timeout=args.timeout if args.timeout is not None else profile.timeout,
                   kill_grace=profile.kill_grace, rate_wait=args.rate_wait, mask_hex=args.mask_hex or profile.mask_hex,
                   on_change=profile.on_change)
-
-
-def exec_run(args: RunArgs, environ: Mapping[str, str] | None = None) -> int:
-    from runwrap.credential import Query
-    from runwrap.supervise.hardening import harden
-
-    harden()
-    parent = dict(os.environ if environ is None else environ)
-    try:
-        query = Query(domain=args.domain, id=args.id)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    unmasked: list[str] = []
-    if args.env_all and args.env:
-        # Not silently one or the other: --env-all's fields are optional (an item without a TOTP
-        # sets no AAC_TOTP), a named --env field is not, and one request cannot be both.
-        raise UsageError("--env-all and --env do not combine: --env-all already sets every field as "
-                         f"{args.prefix}NAME; to name your own variables, use --env VAR=FIELD for each")
-    if args.env_all:
-        mapping = environment.env_all(args.prefix)
-        unmasked = [name for name, field in mapping.items() if field in IDENTIFIERS]
-    elif args.env or args.files:
-        mapping = environment.parse_env_flags(args.env)
-    else:
-        raise UsageError("name the variables: --env VAR=FIELD (repeatable) or --env-all [--prefix AAC_]"
-                         " or --file VAR=FIELD")
-    files = parse_file_flags(args.files, mapping)
-    on_change = parse_on_change_flag(args.on_change, files)
-    request = Request((CredentialSpec(query=query, env=mapping, line=0, files=files),), source="<command line>",
-                      inherit=(*environment.DEFAULT_INHERIT, *args.keep_env), optional_fields=args.env_all)
-    return launch(request, args.command, parent, connection=args.connection, mask=args.mask,
-                  timeout=args.timeout, kill_grace=None, unmasked=unmasked, rate_wait=args.rate_wait,
-                  mask_hex=args.mask_hex, on_change=on_change)
-
-
-def parse_on_change_flag(flag: str, files: Mapping[str, FileSpec]) -> str:
-    """`--on-change MODE` as the profile key reads it; UsageError for a bad one."""
-    from runwrap.profile.model import parse_on_change
-
-    try:
-        mode = parse_on_change(flag)
-    except ValueError as exc:
-        raise UsageError(f"--on-change: {exc}") from None
-    if mode.startswith("signal:") and not files:
-        raise UsageError(f"--on-change {mode} needs --file: a running process's environment cannot be changed,"
-                         " so only a file can show it a new value — add --file VAR=FIELD, or use restart")
-    return mode
-
-
-def parse_file_flags(flags: Sequence[str], taken: Mapping[str, str]) -> dict[str, FileSpec]:
-    """`--file VAR=FIELD ...` to {VAR: FileSpec} (mode 0400, /dev/fd); UsageError for a bad one."""
-    from runwrap.credential import is_field_name
-
-    files: dict[str, FileSpec] = {}
-    for flag in flags:
-        name, sep, field = flag.partition("=")
-        if not sep:
-            raise UsageError(f"--file {environment.quote_name(flag)} has no field"
-                             " — write VAR=FIELD, e.g. --file SSH_KEY=notes")
-        if not environment.is_valid_name(name):
-            raise UsageError(f"--file: {environment.quote_name(name)} is not a valid variable name"
-                             " — use letters, digits and _, not starting with a digit")
-        if not is_field_name(field):
-            raise UsageError(f"--file {name}: {environment.quote_name(field)} is not a field name"
-                             " — name an item key such as notes or password")
-        if name in files or name in taken:
-            raise UsageError(f"--file: {name} is already given — keep one")
-        files[name] = FileSpec(field=field)
-    return files
 
 
 def launch(request: Request, command: list[str], parent: Mapping[str, str], *, connection: str | None,
@@ -371,8 +241,7 @@ def _policy(on_change: str) -> OnChange:
 
 class Following:
     """The held lease as the supervisor polls it: a change the listener pushes becomes the next
-    child's values (`Update`), through the functions of the first fetch (`client.variables`,
-    `_file_share`, `environment.build`), the entries it does not name copied as they are."""
+    child's values (`Update`, made by runwrap.shares.update)."""
 
     def __init__(self, held: HeldLease, request: Request, parent: Mapping[str, str], files: FileSet,
                  shares: list[Share], *, watch: bool, unmasked: Collection[str] = ()) -> None:
@@ -394,13 +263,13 @@ class Following:
         self.held.end(exit_status, duration_ms)
 
     def poll(self) -> Revoked | Update | None:
-        from runwrap.consumer.client import Changed, Revoked
+        from runwrap.consumer.client import Revoked
         from runwrap.supervise import launch
 
         event = self.held.poll()
         if isinstance(event, Revoked):
             return launch.Revoked(event.reason)
-        if not isinstance(event, Changed):
+        if event is None:
             return None
         try:
             return self._update(event) if self.watch else None
@@ -408,58 +277,12 @@ class Following:
             event.wipe()
 
     def _update(self, changed: Changed) -> Update:
-        from runwrap.consumer.client import variables
-        from runwrap.supervise.launch import Update
+        from runwrap.shares import update  # only a run with on_change gets here
 
         request = self.request
-        shares: list[Share] = []
-        contents: dict[str, Secret] = {}
-        try:
-            for index, spec in enumerate(request.credentials):
-                cred = changed.credentials.get(index)
-                if cred is None:
-                    names, inside = self.shares[index]
-                    shares.append(({var: Secret(v.buffer) for var, v in names.items()},
-                                   [Secret(v.buffer) for v in inside]))
-                else:
-                    shares.append((variables(spec, cred, request.source, optional=request.optional_fields),
-                                   _file_share(request.source, spec, cred, contents)))
-            injected = {var: value for names, _ in shares for var, value in names.items()}
-            env = environment.build(self.parent, request.inherit, request.set, injected)
-        except RunwrapError as exc:
-            for value in (*contents.values(), *(v for names, inside in shares for v in (*names.values(), *inside))):
-                value.wipe()
-            return Update(changed.seq, error=exc.message)
-        env.update(self.paths)
-        differ = tuple(var for (old, _), (new, _) in zip(self.shares, shares, strict=True)
-                       for var in sorted(old.keys() | new.keys()) if old.get(var) != new.get(var))
-        self.shares = shares
-        masked = [value for var, value in injected.items() if var not in self.unmasked]
-        return Update(changed.seq, env, (*masked, *(v for _, inside in shares for v in inside)), contents, differ)
-
-
-def _dry_run(profile: Profile, request: Request, command: list[str], parent: Mapping[str, str]) -> int:
-    """Show what would happen, asking the listener for nothing."""
-    argv = resolve(request, command, parent)
-    out = sys.stdout
-    out.write(f"profile: {profile.name} ({profile.path})\n")
-    for spec in request.credentials:
-        names = ", ".join(f"{var}={fld}" for var, fld in spec.env.items())
-        out.write(f"would ask for {spec.query}: {names}\n")
-        for var, file in spec.files.items():
-            out.write(f"would make the file {var}: {_describe(file, parent)}\n")
-    out.write(f"would run: {' '.join(argv)}\n")
-    return 0
-
-
-
-def _describe(file: FileSpec, parent: Mapping[str, str]) -> str:
-    """A file as --dry-run shows it: where its content comes from, its mode, its kind; never the content."""
-    made = f"field {file.field}" if file.field is not None else f"template of {', '.join(file.fields)}"
-    if file.path:
-        from runwrap.supervise.memfile import memory_base
-
-        kind = f"a path in a private folder under {memory_base(parent)}"
-    else:
-        kind = "/dev/fd/N of a memory file"
-    return f"{made}, mode 0{file.mode:03o}, {kind}"
+        made, shares = update(changed, request.credentials, self.shares, source=request.source,
+                              optional=request.optional_fields, parent=self.parent, inherit=request.inherit,
+                              set=request.set, paths=self.paths, unmasked=self.unmasked)
+        if shares is not None:
+            self.shares = shares
+        return made

@@ -169,7 +169,7 @@ def run(
                                            "runs: restart, signal:NAME, exit or none.")] = "none",
 ) -> None:
     """Run CMD with one item's fields as variables (aac's flags): runwrap run --domain D --env VAR=FIELD -- CMD"""
-    from runwrap import run as launch
+    from runwrap import run_flags as launch
     from runwrap.consumer.client import parse_rate_wait
 
     command = list(ctx.args)

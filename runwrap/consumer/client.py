@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any
 
+    from runwrap.consumer.changes import Changed
+
     # What the consumer says it is about to do (argv[0], pid, profile, folder): its claim, shown in
     # approvals and the audit log; see default_provenance.
     Claim = Mapping[str, str | int]
@@ -161,23 +163,6 @@ class Revoked:
         self.reason = reason
 
 
-class Changed:
-    """The listener pushed new values (CHANGED `seq`): request index on this session -> its credential."""
-
-    __slots__ = ("credentials", "seq")
-
-    def __init__(self, seq: int, credentials: dict[int, Credential]) -> None:
-        self.seq = seq
-        self.credentials = credentials
-
-    def wipe(self) -> None:
-        for cred in self.credentials.values():
-            cred.wipe()
-
-    def __repr__(self) -> str:
-        return f"Changed(seq={self.seq}, requests={sorted(self.credentials)})"
-
-
 class HeldLease:
     """The supervisor's view of a lease: poll it for a revocation or a change, acknowledge a change
     once applied, report the child's end."""
@@ -207,6 +192,8 @@ class HeldLease:
             self.closed = True
             return Revoked(str(header.get("reason") or "revoked"))
         if kind == messages.CHANGED:
+            from runwrap.consumer.changes import changed_of  # only a watching lease is sent one
+
             try:
                 return changed_of(header, values)
             except ProtocolError:
@@ -218,9 +205,11 @@ class HeldLease:
     def poll_revoked(self) -> str | None:
         """A reason if the listener ended the lease (a change is dropped: see `poll`)."""
         event = self.poll()
-        if isinstance(event, Changed):
+        if isinstance(event, Revoked):
+            return event.reason
+        if event is not None:
             event.wipe()
-        return event.reason if isinstance(event, Revoked) else None
+        return None
 
     def rotated(self, seq: int) -> None:
         """Tell the listener no running child holds the values CHANGED `seq` superseded any more."""
@@ -245,33 +234,6 @@ class HeldLease:
                 self.channel.close()
             else:
                 sock.setblocking(False)
-
-
-def changed_of(header: Mapping[str, Any], values: dict[str, Secret]) -> Changed:
-    """A CHANGED message's items as credentials by request index; ProtocolError (values wiped) if malformed."""
-    seq, items = header.get("seq"), header.get("items")
-    credentials: dict[int, Credential] = {}
-    try:
-        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(items, list):
-            raise ProtocolError("a change from the listener is malformed")
-        for item in items:
-            index = item.get("request") if isinstance(item, dict) else None
-            if not isinstance(index, int) or isinstance(index, bool) or index < 0 or index in credentials:
-                raise ProtocolError("a change from the listener names no request")
-            prefix = f"{index}/"
-            fields = {name[len(prefix):]: value for name, value in values.items() if name.startswith(prefix)}
-            available, ttl = item.get("available"), item.get("ttl")
-            credentials[index] = Credential(
-                fields, available=[str(n) for n in available] if isinstance(available, list) else None,
-                ttl=float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else None)
-        taken = {f"{i}/{name}" for i, cred in credentials.items() for name in cred}
-        for name in values.keys() - taken:
-            values[name].wipe()
-    except BaseException:
-        for value in values.values():
-            value.wipe()
-        raise
-    return Changed(seq, credentials)
 
 
 def _retry_after(header: Mapping[str, Any]) -> float | None:

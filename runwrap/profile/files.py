@@ -23,7 +23,6 @@ TYPE_CHECKING = False  # not typing's: the exec path imports this module
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-DEFAULT_MODE = 0o400
 MODES = (0o400, 0o600, 0o440, 0o640)
 _OCTAL = frozenset("01234567")
 _FIX_MODE = 'write mode: "0400" (the default) or "0600"; "0440"/"0640" also let the group read'

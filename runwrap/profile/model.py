@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 from runwrap.credential import Query
-from runwrap.profile.files import DEFAULT_MODE, template_fields
 from runwrap.record import FrozenRecord
 
 TYPE_CHECKING = False  # not typing's: the exec path imports this module
@@ -17,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 SUFFIXES = (".yaml", ".yml")
+
+DEFAULT_MODE = 0o400  # a `files:` entry's mode when it names none (profile.files checks modes)
 
 # What a running child does when the listener pushes a change of its credentials (docs/rotation.md).
 ON_CHANGE = ("none", "restart", "exit", "signal:NAME")
@@ -63,7 +64,11 @@ class FileSpec(FrozenRecord):
     @property
     def fields(self) -> tuple[str, ...]:
         """The item's fields this file needs."""
-        return (self.field,) if self.field is not None else template_fields(self.template or "")
+        if self.field is not None:
+            return (self.field,)
+        from runwrap.profile.files import template_fields  # only a template: most launches make no file
+
+        return template_fields(self.template or "")
 
 
 class CredentialSpec(FrozenRecord):

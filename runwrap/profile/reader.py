@@ -21,7 +21,7 @@ from runwrap.durations import LONGEST_WAIT, LONGEST_WAIT_TEXT, parse_duration
 from runwrap.environment import MAX_ARG_STRLEN, is_valid_name, quote_name
 from runwrap.errors import ProfileError
 from runwrap.profile import files
-from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of, parse_on_change
+from runwrap.profile.model import DEFAULT_MODE, CredentialSpec, FileSpec, Profile, name_of, parse_on_change
 
 TOP_KEYS = ("description", "connection", "credentials", "env", "mask", "mask_hex", "timeout", "kill_grace",
             "on_change")
@@ -314,7 +314,7 @@ class _Reader:
                     field = None
                     template = self.text(field_node, f"the template of {var}", fix=f"quote it: {example}")
                     files.parse_template(template)
-                mode = files.DEFAULT_MODE
+                mode = DEFAULT_MODE
                 if "mode" in entry:
                     field_node = entry["mode"][1]
                     if not isinstance(field_node, yaml.ScalarNode) or field_node.tag not in (_STR, _NUMBER[0]):

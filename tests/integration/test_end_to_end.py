@@ -252,7 +252,7 @@ EXEC_PATH_MAY_IMPORT = {
     "runwrap.record", "runwrap.secret", "runwrap.credential", "runwrap.environment", "runwrap.durations",
     "runwrap.paths", "runwrap.linux", "runwrap.profile", "runwrap.profile.model", "runwrap.profile.lookup",
     "runwrap.profile.cache", "runwrap.profile.files", "runwrap.consumer", "runwrap.consumer.client",
-    "runwrap.consumer.connections", "runwrap.json_codec",
+    "runwrap.consumer.connections", "runwrap.json_codec", "runwrap.shares",
     "runwrap.wire", "runwrap.wire.framing", "runwrap.wire.messages", "runwrap.wire.noise_ik",
     "runwrap.wire.address", "runwrap.wire.identity", "runwrap.supervise", "runwrap.supervise.hardening",
     "runwrap.supervise.command", "runwrap.supervise.supervisor", "runwrap.supervise.child",

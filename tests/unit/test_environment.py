@@ -11,11 +11,10 @@ from runwrap.environment import (
     DEFAULT_INHERIT,
     MAX_ARG_STRLEN,
     build,
-    env_all,
-    parse_env_flags,
     to_exec_env,
 )
 from runwrap.errors import EXIT_RUNWRAP, RunwrapError, UsageError
+from runwrap.run_flags import env_all, parse_env_flags
 from runwrap.secret import Secret
 
 PARENT = {

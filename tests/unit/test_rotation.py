@@ -12,7 +12,7 @@ from runwrap.errors import ProfileError, UsageError
 from runwrap.profile import cache as profile_cache
 from runwrap.profile.lookup import find, load
 from runwrap.profile.model import parse_on_change
-from runwrap.run import parse_file_flags, parse_on_change_flag
+from runwrap.run_flags import parse_file_flags, parse_on_change_flag
 from runwrap.secret import Secret
 from runwrap.supervise.launch import OnChange, Update
 from runwrap.supervise.mask import Masker
