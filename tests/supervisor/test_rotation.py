@@ -63,7 +63,7 @@ def test_restart_stops_the_tree_and_starts_the_command_with_the_new_value(procs,
     rig = Rig(procs, tmp_path)
     # The first child leaves a grandchild that takes a moment to end on TERM: the whole tree is gone
     # before the next child starts (which records whether it saw the grandchild's last word).
-    grandchild = 'trap "sleep 0.3; touch $0/gone; exit 0" TERM; while :; do sleep 0.05; done'
+    grandchild = 'trap "sleep 0.3; touch $0/gone; exit 0" TERM; : > $0/trapped; while :; do sleep 0.05; done'
     script = (f'if [ -e "$0"/start.* ]; then [ -e "$0/gone" ] && touch "$0/saw-gone"; {RECORD}; fi; '
               f'sh -c \'{grandchild}\' "$0" & printf %s "$!" > "$0/grandchild.$$"; {RECORD}')
     driver = rig.start(["--no-mask", "--secret", f"TOKEN={tmp_path / 'old'}", "--on-change", "restart"],
@@ -72,6 +72,8 @@ def test_restart_stops_the_tree_and_starts_the_command_with_the_new_value(procs,
                                 what="the first child")
     assert token == OLD
     grandchild = int(wait_for(lambda: (rig.out / f"grandchild.{first}").read_text(), what="the grandchild"))
+    # Its trap is set before the change comes (else the TERM of the restart would end it at once).
+    wait_for(lambda: (rig.out / "trapped").exists(), what="the grandchild's trap")
     rig.push(f"TOKEN={tmp_path / 'new'}")
     wait_for(lambda: len(rig.starts()) == 2 and rig.starts()[1][1], what="the second child")
     _, token = rig.starts()[1]
