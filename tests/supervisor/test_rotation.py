@@ -201,11 +201,12 @@ def test_term_during_a_restart_ends_the_run_by_the_childs_signal(procs, tmp_path
 def test_term_while_the_stopped_childs_descendants_end_ends_the_run(procs, tmp_path: Path) -> None:
     rig = Rig(procs, tmp_path)
     # The child dies of TERM at once; its grandchild takes a while, and runwrap gets TERM meanwhile.
-    grandchild = 'trap "touch $0/stopping; sleep 0.5; exit 0" TERM; while :; do sleep 0.05; done'
+    grandchild = 'trap "touch $0/stopping; sleep 0.5; exit 0" TERM; : > $0/trapped; while :; do sleep 0.05; done'
     script = f'sh -c \'{grandchild}\' "$0" & {RECORD}'
     driver = rig.start(["--no-mask", "--secret", f"TOKEN={tmp_path / 'old'}", "--on-change", "restart"],
                        ["sh", "-c", script, str(rig.out)])
     wait_for(lambda: rig.starts(), what="the first child")
+    wait_for(lambda: (rig.out / "trapped").exists(), what="the grandchild's trap")  # before the restart's TERM
     rig.push(f"TOKEN={tmp_path / 'new'}")
     wait_for(lambda: (rig.out / "stopping").exists(), what="the restart to begin")
     os.kill(driver.pid, signal.SIGTERM)
