@@ -190,7 +190,7 @@ class Session:
     __slots__ = ("_receiving", "_sending", "handshake_hash", "remote_static")
 
     def __init__(self, sending: CipherState, receiving: CipherState, handshake_hash: bytes,
-                 remote_static: bytes) -> None:
+                 remote_static: bytes | None) -> None:  # None: a pairing's NNpsk0 (noise_session)
         self._sending = sending
         self._receiving = receiving
         self.handshake_hash = handshake_hash

@@ -157,33 +157,10 @@ def _backend() -> Any:
 _BACKEND = _backend()
 
 
-class Session:
-    """A finished handshake: encrypts and decrypts transport messages in order."""
-
-    def __init__(self, protocol: Any, handshake_hash: bytes, remote_static: bytes | None) -> None:
-        self._protocol = protocol
-        self.handshake_hash = handshake_hash
-        self.remote_static = remote_static
-
-    def encrypt(self, plaintext: bytes | bytearray) -> bytes:
-        # Checked here, before the library sees it: noiseprotocol would encrypt 65,520..65,535 bytes,
-        # advance its nonce and hand back a message no peer accepts.
-        if len(plaintext) > MAX_PLAINTEXT:
-            raise ProtocolError(f"message too large to send ({len(plaintext)} > {MAX_PLAINTEXT} bytes)")
-        try:
-            return bytes(self._protocol.cipher_state_encrypt.encrypt_with_ad(None, bytes(plaintext)))
-        except Exception as exc:  # the library's errors never leave this module
-            raise ProtocolError(f"cannot encrypt: {type(exc).__name__}") from None
-
-    def decrypt(self, message: bytes) -> bytes:
-        if len(message) < TAG_LEN or len(message) > MAX_MESSAGE:
-            raise ProtocolError("malformed message from the other side")
-        try:
-            plaintext: bytes = self._protocol.cipher_state_decrypt.decrypt_with_ad(None, bytes(message))
-            return plaintext
-        except Exception:
-            raise ProtocolError("a message failed authentication; the session was closed") from None
-
+# A finished handshake's transport: noise_ik's Session over noiseprotocol's two CipherStates, which
+# take (ad, plaintext) as noise_ik's do; its size checks come first, so noiseprotocol never encrypts
+# 65,520..65,535 bytes (it would advance its nonce and hand back a message no peer accepts).
+Session = noise_ik.Session
 
 class Handshake:
     """One side of a handshake. `write()`/`read()` alternate as the pattern says."""
@@ -270,7 +247,8 @@ class Handshake:
     def session(self) -> Session:
         if not self.finished:
             raise ProtocolError("handshake not finished")
-        return Session(self._protocol, bytes(self._protocol.handshake_hash), self._remote_static)
+        return Session(self._protocol.cipher_state_encrypt, self._protocol.cipher_state_decrypt,
+                       bytes(self._protocol.handshake_hash), self._remote_static)
 
 
 def initiator_ik(static_private: bytes, listener_public: bytes) -> noise_ik.Initiator:

@@ -303,8 +303,8 @@ def test_the_nonce_runs_to_its_limit_and_no_further() -> None:
     ours, theirs = Pair().sessions()
     last = noise_ik.NONCE_LIMIT - 1
     assert last == 2**64 - 2
-    ours._sending.n = theirs._protocol.cipher_state_decrypt.n = last
-    theirs._protocol.cipher_state_encrypt.n = ours._receiving.n = last
+    ours._sending.n = theirs._receiving.n = last
+    theirs._sending.n = ours._receiving.n = last
     # The 64-bit little-endian nonce at its top agrees with noiseprotocol's, both ways.
     assert theirs.decrypt(ours.encrypt(b"last up")) == b"last up"
     assert ours.decrypt(theirs.encrypt(b"last down")) == b"last down"
