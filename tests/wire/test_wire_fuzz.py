@@ -16,24 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runwrap.errors import ProtocolError
-from runwrap.listener.server import Listener, Options
-from runwrap.paths import layout
-from runwrap.providers.example import ExampleProvider
+from runwrap.listener.server import Listener
 from runwrap.wire import framing, noise_session, pairing
 from runwrap.wire.identity import load_or_create_identity
+from tests.wire.wire_kit import in_process_listener
 
 NO_HANG = 3.0  # each example has EOF behind its bytes, so anything slower than this is a hang
 
 
 @pytest.fixture(scope="module")
 def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
-    home = tmp_path_factory.mktemp("fuzz")
-    home.chmod(0o700)
-    lis = Listener(layout({"RUNWRAP_HOME": str(home)}), ExampleProvider(), Options(), out=lambda _line: None)
-    consumer = noise_session.public_key(load_or_create_identity(home / "consumer.key"))
-    lis.state.peers.add("fuzzer", consumer, ["*"])
-    yield lis
-    lis.state.audit.close()
+    yield from in_process_listener(tmp_path_factory.mktemp("fuzz"), "fuzzer")
 
 
 def frame(payload: bytes) -> bytes:

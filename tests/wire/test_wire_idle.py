@@ -12,11 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from runwrap.listener import sessions
-from runwrap.listener.server import Listener, Options
-from runwrap.paths import layout
-from runwrap.providers.example import ExampleProvider
+from runwrap.listener.server import Listener
 from runwrap.wire import framing, messages, noise_session
 from runwrap.wire.identity import load_or_create_identity
+from tests.wire.wire_kit import in_process_listener
 
 IDLE = 0.5
 
@@ -24,12 +23,7 @@ IDLE = 0.5
 @pytest.fixture
 def listener(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Listener]:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(sessions, "REQUEST_IDLE_TIMEOUT", IDLE)
-    tmp_path.chmod(0o700)
-    lis = Listener(layout({"RUNWRAP_HOME": str(tmp_path)}), ExampleProvider(), Options(), out=lambda _line: None)
-    consumer = noise_session.public_key(load_or_create_identity(tmp_path / "consumer.key"))
-    lis.state.peers.add("quiet", consumer, ["*"])
-    yield lis
-    lis.state.audit.close()
+    yield from in_process_listener(tmp_path, "quiet")
 
 
 async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, count: int) -> bytes:

@@ -12,12 +12,15 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from runwrap.consumer.client import Channel
 from runwrap.consumer.connections import Connections
 from runwrap.credential import Query
+from runwrap.listener.server import Listener, Options
 from runwrap.paths import layout
+from runwrap.providers.example import ExampleProvider
 from runwrap.wire import framing, noise_ik, noise_session
 from runwrap.wire.identity import load_or_create_identity
 
@@ -163,3 +166,14 @@ def ik_message1(listener_key: bytes, static_private: bytes | None = None, *, pay
 
 def consumer_private(home: Path) -> bytes:
     return load_or_create_identity(home / "consumer.key")
+
+
+def in_process_listener(home: Path, peer: str) -> Iterator[Listener]:
+    """A Listener on the example provider in this process (not serving), home's consumer key its peer
+    `peer` with scope *; for fixtures to `yield from`. The audit log is closed afterwards."""
+    home.chmod(0o700)
+    lis = Listener(layout({"RUNWRAP_HOME": str(home)}), ExampleProvider(), Options(), out=lambda _line: None)
+    consumer = noise_session.public_key(load_or_create_identity(home / "consumer.key"))
+    lis.state.peers.add(peer, consumer, ["*"])
+    yield lis
+    lis.state.audit.close()
