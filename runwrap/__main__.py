@@ -44,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
+    recorder = None
+    if "--" in sys.argv:  # the exec form may follow: its modules from one file (runwrap.code_cache)
+        from runwrap import code_cache
+
+        gc.disable()  # as in main: loading makes no garbage
+        recorder = code_cache.load(os.environ)
     status = main()
     if _exec_path_ran:
         # Nothing is left to clean up once the child has ended and runwrap's copies are wiped; skip
@@ -51,7 +57,11 @@ def entry() -> None:
         from runwrap.supervise.signals import flush_stdio
 
         flush_stdio()
+        if recorder is not None:
+            recorder.write()
         os._exit(status)
+    if recorder is not None:
+        recorder.stop()
     sys.exit(status)
 
 

@@ -11,11 +11,11 @@ taken only when its key matches the file just opened.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from types import MappingProxyType
 
 from runwrap import json_codec
+from runwrap.code_cache import cache_root, make_private_dirs, private_dir
 from runwrap.credential import Query
 from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
 
@@ -28,15 +28,9 @@ _SETTLE_NS = 2_000_000_000  # a file is cached only once its last change is this
 
 
 def cache_dir(environ: Mapping[str, str]) -> str | None:
-    """Where `find` keeps parsed profiles: under $RUNWRAP_HOME, else $XDG_CACHE_HOME/runwrap."""
-    if environ.get("RUNWRAP_HOME"):
-        return os.path.join(environ["RUNWRAP_HOME"], "cache", "profiles")
-    xdg = environ.get("XDG_CACHE_HOME", "")
-    if os.path.isabs(xdg):
-        return os.path.join(xdg, "runwrap", "profiles")
-    if environ.get("HOME"):
-        return os.path.join(environ["HOME"], ".cache", "runwrap", "profiles")
-    return None
+    """Where `find` keeps parsed profiles: the profiles folder of runwrap's cache (code_cache.cache_root)."""
+    root = cache_root(environ)
+    return None if root is None else os.path.join(root, "profiles")
 
 
 def key_of(info: os.stat_result) -> list[int]:
@@ -69,18 +63,10 @@ def _cache_file(cache: str, key: list[int]) -> str:
     return os.path.join(cache, f"{key[0]:x}-{key[1]:x}.json")
 
 
-def _private_dir(cache: str) -> bool:
-    try:
-        info = os.lstat(cache)
-    except OSError:
-        return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
-
-
 def get(cache: str, info: os.stat_result, path: str | os.PathLike[str]) -> Profile | None:
     """The parsed profile for the file `path` whose fstat is `info`, or None (a miss)."""
     key = key_of(info)
-    if not _private_dir(cache):
+    if not private_dir(cache):
         return None
     try:
         fd = os.open(_cache_file(cache, key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -119,19 +105,6 @@ def get(cache: str, info: os.stat_result, path: str | os.PathLike[str]) -> Profi
         return None
 
 
-def _make_private_dirs(folder: str) -> None:
-    """mkdir -p, every folder it creates 0700 (SPEC, Files)."""
-    missing = []
-    while not os.path.exists(folder) and folder != os.path.dirname(folder):
-        missing.append(folder)
-        folder = os.path.dirname(folder)
-    for item in reversed(missing):
-        try:
-            os.mkdir(item, 0o700)
-        except FileExistsError:
-            pass
-
-
 def put(cache: str, info: os.stat_result, profile: Profile) -> None:
     """Keep `profile`, parsed from a file whose fstat was `info`, unless the file changed too lately."""
     # Racy-git rule: a file changed less than 2 s ago could change again within the same ctime tick.
@@ -162,8 +135,8 @@ def put(cache: str, info: os.stat_result, profile: Profile) -> None:
     folder, name = os.path.split(target)
     temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        _make_private_dirs(cache)
-        if not _private_dir(cache):
+        make_private_dirs(cache)
+        if not private_dir(cache):
             return
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:

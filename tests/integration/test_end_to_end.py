@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def test_secrets_never_in_argv_or_files(listener, tmp_path):
 # Union over Python 3.10 to 3.13.
 EXEC_PATH_MAY_IMPORT = {
     # runwrap's exec path: the lean parser, the profile cache, the consumer, the wire, the supervisor
-    "runwrap", "runwrap.__main__", "runwrap.cli", "runwrap.cli.exec_args", "runwrap.run", "runwrap.errors",
+    "runwrap", "runwrap.__main__", "runwrap.code_cache", "runwrap.cli", "runwrap.cli.exec_args", "runwrap.run", "runwrap.errors",
     "runwrap.record", "runwrap.secret", "runwrap.credential", "runwrap.environment", "runwrap.durations",
     "runwrap.paths", "runwrap.linux", "runwrap.profile", "runwrap.profile.model", "runwrap.profile.lookup",
     "runwrap.profile.cache", "runwrap.profile.files", "runwrap.consumer", "runwrap.consumer.client",
@@ -290,6 +291,9 @@ def test_the_exec_path_imports_only_what_it_is_allowed(listener, tmp_path):
     # The parsed profile is cached only once the file is 2 s old (a later edit must change its ctime).
     deadline = time.monotonic() + 20
     while True:
+        # Without its code bundle, so every module is imported and logged (tests/integration/test_code_cache.py
+        # checks that a launch from the bundle imports the same libraries).
+        shutil.rmtree(listener.home / "cache" / "code", ignore_errors=True)
         result = listener.run(str(profile), "--", "true", env=env)
         imported = _imports(result.stderr)
         if "yaml" not in imported or time.monotonic() > deadline:
