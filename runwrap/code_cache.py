@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from importlib.util import MAGIC_NUMBER
     from types import CodeType, ModuleType
 
-    # (module name, source path, is a package, the source's key, its code), in the order imports finished
-    Entry = tuple[str, str, bool, list[int], CodeType]
+    # (module name, source path, is a package, the source's key, its code, late), in the order imports
+    # finished; `late`: first imported after `resume()`, so run there
+    Entry = tuple[str, str, bool, list[int], CodeType, bool]
 
 else:  # the import system's own classes (what importlib.machinery re-exports), loaded at startup already
     ModuleSpec = sys.modules["_frozen_importlib"].ModuleSpec
@@ -42,7 +43,7 @@ else:  # the import system's own classes (what importlib.machinery re-exports), 
     PathFinder, SourceFileLoader = _external.PathFinder, _external.SourceFileLoader
     MAGIC_NUMBER = _external.MAGIC_NUMBER
 
-_FORMAT = 1
+_FORMAT = 2  # 2: entries say whether they run late
 _SETTLE_NS = 2_000_000_000  # a source is bundled only once its last change is this old
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 PACKAGE = "runwrap"
@@ -123,10 +124,11 @@ def read(path: str, package_dir: str = PACKAGE_DIR) -> list[Entry] | None:
         header, entries = marshal.loads(data)  # noqa: S302 - our own private file, checked above
         if header != _header(package_dir):
             return None
-        for _name, source, _is_package, key, _code in entries:
+        checked: list[Entry] = entries
+        for _name, source, _is_package, key, _code, _late in checked:
             if source_key(source) != key:
                 return None
-        return entries
+        return checked
     except (OSError, ValueError, EOFError, TypeError):  # marshal's errors, and a bundle of the wrong shape
         return None
 
@@ -135,7 +137,7 @@ def run(entries: list[Entry]) -> None:
     """Each bundled module's code into a fresh module, as its import would have; ones loaded already are kept."""
     modules = sys.modules
     module_type = type(sys)
-    for name, source, is_package, _key, code in entries:
+    for name, source, is_package, _key, code, _late in entries:
         if name in modules:
             continue
         parent, _, child = name.rpartition(".")
@@ -200,15 +202,17 @@ class Recorder:
                  package_dir: str = PACKAGE_DIR) -> None:
         self.path = path  # where `write` puts the bundle
         self.bundled = list(bundled)  # what the bundle at `path` holds already
+        self.names = {entry[0] for entry in self.bundled}  # imported the usual way when asked early, not noted
         self.prefix = package + "."
         self.package_dir = package_dir
         self.entries: list[Entry] = []
         self.complete = True  # False once a module could not be keyed: such a bundle would be wrong
         self.usual = True  # False once a module off the launch path is imported: learn nothing from this run
+        self.late = False  # True once the launch reached `resume()`
 
     def find_spec(self, name: str, path: Sequence[str] | None = None,
                   target: ModuleType | None = None) -> ModuleSpec | None:
-        if not name.startswith(self.prefix):
+        if not name.startswith(self.prefix) or name in self.names:
             return None
         spec = PathFinder.find_spec(name, path, target)
         if (spec is not None and spec.origin is not None and type(spec.loader) is SourceFileLoader
@@ -226,7 +230,8 @@ class Recorder:
         if spec is None or spec.origin is None or code is None:
             self.complete = False
             return
-        self.entries.append((module.__name__, spec.origin, spec.submodule_search_locations is not None, key, code))
+        self.entries.append((module.__name__, spec.origin, spec.submodule_search_locations is not None, key, code,
+                             self.late))
 
     def start(self) -> Recorder:
         sys.meta_path.insert(0, self)
@@ -242,7 +247,7 @@ class Recorder:
         if not (self.complete and self.usual and self.entries):
             return
         settled = time.time_ns() - _SETTLE_NS
-        if any(key[3] >= settled or key[2] >= settled for _n, _s, _p, key, _c in self.entries):
+        if any(entry[3][3] >= settled or entry[3][2] >= settled for entry in self.entries):
             return
         path = self.path
         folder = os.path.dirname(path)
@@ -263,16 +268,34 @@ class Recorder:
                 pass
 
 
+# The launch's bundle between `load` and `resume`: the part to run late, and what notes new modules.
+_late: list[Entry] = []
+_recorder: list[Recorder] = []
+
+
 def load(environ: Mapping[str, str]) -> Recorder | None:
     """Run the exec path's bundle if there is a usable one, and start noting what else gets imported.
 
-    The Recorder's `write` at exit adds the modules the bundle lacked (all of them when there was
-    none, or it was stale); `stop` forgets them.
+    The part a recording run imported after `resume()` is kept for `resume()`. The Recorder's
+    `write` at exit adds the modules the bundle lacked (all of them when there was none, or it was
+    stale); `stop` forgets them.
     """
     path = bundle_path(environ)
     if path is None:
         return None
-    entries = read(path)
-    if entries is not None:
-        run(entries)
-    return Recorder(path, entries or []).start()
+    entries = read(path) or []
+    run([entry for entry in entries if not entry[5]])
+    _late[:] = [entry for entry in entries if entry[5]]
+    recorder = Recorder(path, entries).start()
+    _recorder[:] = [recorder]
+    return recorder
+
+
+def resume() -> None:
+    """The launch waits on the listener here: run the bundle's late part (the supervisor's modules)
+    now, while the listener works, rather than before connecting; a recording run notes what it
+    imports from here as late."""
+    late, _late[:] = list(_late), []
+    run(late)
+    for recorder in _recorder:
+        recorder.late = True

@@ -224,6 +224,9 @@ def launch(request: Request, command: list[str], parent: Mapping[str, str], *, c
 
 def _load_supervisor() -> None:
     """Import the supervisor's modules (~3 ms) while the listener answers the handshake."""
+    from runwrap import code_cache
+
+    code_cache.resume()  # from the code bundle, when the launch has one
     from runwrap.supervise import supervisor  # noqa: F401
     from runwrap.supervise.fileset import FileSet  # noqa: F401
 

@@ -76,6 +76,21 @@ def test_a_second_launch_takes_runwrap_from_the_bundle_and_imports_nothing_else(
     assert _bundles(env) == [bundle]
 
 
+def test_the_supervisor_runs_late_while_the_listener_answers_the_handshake(listener, home):
+    import marshal
+
+    env, profile = home
+    _launch(listener, env, profile)
+    _launch(listener, env, profile)
+    (bundle,) = _bundles(env)
+    _header, entries = marshal.loads(bundle.read_bytes())
+    late = {name for name, *_, is_late in entries if is_late}
+    early = {name for name, *_, is_late in entries if not is_late}
+    assert {"runwrap.consumer.client", "runwrap.wire.noise_ik", "runwrap.profile.cache"} <= early
+    assert {"runwrap.supervise.supervisor", "runwrap.supervise.fileset"} <= late
+    assert "runwrap.supervise.mask" in late | early
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "world-readable", "symlink"])
 def test_a_bad_bundle_is_never_run_and_is_replaced(listener, home, damage):
     env, profile = home
@@ -129,8 +144,8 @@ def test_a_bundle_of_other_sources_is_stale(listener, home, tmp_path):
     _launch(listener, env, profile)
     (bundle,) = _bundles(env)
     header, entries = marshal.loads(bundle.read_bytes())
-    name, source, is_package, key, code = entries[0]
-    entries[0] = (name, source, is_package, [key[0], key[1], key[2] - 1, key[3]], code)  # an older mtime
+    name, source, is_package, key, code, late = entries[0]
+    entries[0] = (name, source, is_package, [key[0], key[1], key[2] - 1, key[3]], code, late)  # an older mtime
     bundle.write_bytes(marshal.dumps([header, entries]))
     _out, imported = _launch(listener, env, profile)
     assert name in imported
@@ -161,4 +176,7 @@ def test_a_module_the_bundle_lacks_is_imported_then_added(listener, home):
     result = listener.run(str(profile), "--dry-run", "--", "true", env=env)
     assert "runwrap.dry_run" in _imports(result.stderr)
     result = listener.run(str(profile), "--dry-run", "--", "true", env=env)
-    assert _runwrap_modules(_imports(result.stderr)) == BOOT
+    imported = _runwrap_modules(_imports(result.stderr))
+    assert "runwrap.dry_run" not in imported
+    # what a dry run imports of the bundle's late part (it never reaches the listener), and nothing else
+    assert imported - BOOT <= {"runwrap.supervise.signals"}

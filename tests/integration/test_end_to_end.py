@@ -249,7 +249,8 @@ def test_secrets_never_in_argv_or_files(listener, tmp_path):
 # Union over Python 3.10 to 3.13.
 EXEC_PATH_MAY_IMPORT = {
     # runwrap's exec path: the lean parser, the profile cache, the consumer, the wire, the supervisor
-    "runwrap", "runwrap.__main__", "runwrap.code_cache", "runwrap.cli", "runwrap.cli.exec_args", "runwrap.run", "runwrap.errors",
+    "runwrap", "runwrap.__main__", "runwrap.code_cache", "runwrap.cli", "runwrap.cli.exec_args", "runwrap.run",
+    "runwrap.errors",
     "runwrap.record", "runwrap.secret", "runwrap.credential", "runwrap.environment", "runwrap.durations",
     "runwrap.paths", "runwrap.linux", "runwrap.profile", "runwrap.profile.model", "runwrap.profile.lookup",
     "runwrap.profile.cache", "runwrap.profile.files", "runwrap.consumer", "runwrap.consumer.client",
