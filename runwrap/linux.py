@@ -1,5 +1,6 @@
 """The Linux calls the standard library lacks, through one handle on libc: prctl(2), and the C functions
-the supervisor and the wiping of secrets use (signalfd, sigaddset, memmem, memset).
+the supervisor and the wiping of secrets use (signalfd, sigaddset, memmem, memset); and getrlimit and
+setrlimit, which the `resource` module has too but costs ~0.3 ms of every launch to import.
 
 `PR_SET_DUMPABLE` (runwrap's memory out of reach), `PR_SET_CHILD_SUBREAPER` (orphaned descendants
 come back to the supervisor, as with tini) and `PR_SET_PDEATHSIG` (a process dies with its parent).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import _ctypes
 import os
+import sys
 
 TYPE_CHECKING = False
 
@@ -23,6 +25,7 @@ PR_SET_PDEATHSIG = 1
 PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+RLIMIT_CORE = 4  # the same on every Linux ABI (asm-generic and the others alike)
 
 
 if TYPE_CHECKING:  # to mypy, ctypes' own: these are what ctypes defines them as
@@ -92,3 +95,26 @@ def prctl(option: int, arg: int = 0) -> int:
         err = errno()
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
     return int(result)
+
+
+_getrlimit = function("getrlimit", Int, Int, VoidP)
+_setrlimit = function("setrlimit", Int, Int, VoidP)
+_RLIM_BYTES = _ctypes.sizeof(ULong)  # rlim_t is an unsigned long on Linux
+RLIM_INFINITY = (1 << (8 * _RLIM_BYTES)) - 1  # as C has it (the resource module says -1)
+
+
+def getrlimit(resource: int) -> tuple[int, int]:
+    """getrlimit(2): the soft and hard limit, RLIM_INFINITY for none; OSError on failure."""
+    limits = bytearray(2 * _RLIM_BYTES)
+    if _getrlimit(resource, address(limits)) < 0:
+        err = errno()
+        raise OSError(err, f"getrlimit({resource}): {os.strerror(err)}")
+    return (int.from_bytes(limits[:_RLIM_BYTES], sys.byteorder), int.from_bytes(limits[_RLIM_BYTES:], sys.byteorder))
+
+
+def setrlimit(resource: int, limits: tuple[int, int]) -> None:
+    """setrlimit(2) with a (soft, hard) pair as getrlimit gives it; OSError on failure."""
+    buf = bytearray(limits[0].to_bytes(_RLIM_BYTES, sys.byteorder) + limits[1].to_bytes(_RLIM_BYTES, sys.byteorder))
+    if _setrlimit(resource, address(buf)) < 0:
+        err = errno()
+        raise OSError(err, f"setrlimit({resource}): {os.strerror(err)}")

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 
 from runwrap.environment import to_exec_env
 from runwrap.errors import CannotExecute, CommandNotFound, RunwrapError
-from runwrap.linux import PR_SET_PDEATHSIG, prctl
+from runwrap.linux import PR_SET_PDEATHSIG, RLIMIT_CORE, prctl, setrlimit
 from runwrap.secret import Secret
 from runwrap.supervise import hardening
 
@@ -70,7 +69,7 @@ def exec_child(argv: list[str], env: dict[str, str | Secret], plan: Plan, report
                 pass
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         if hardening.original_core_limit is not None:
-            resource.setrlimit(resource.RLIMIT_CORE, hardening.original_core_limit)
+            setrlimit(RLIMIT_CORE, hardening.original_core_limit)
         exec_env = to_exec_env(env)
         try:
             os.execve(argv[0], argv, exec_env)  # noqa: S606 - argv list, no shell

@@ -12,9 +12,7 @@ execs, and the forked child (`child`) restores the core limit runwrap was starte
 
 from __future__ import annotations
 
-import resource
-
-from runwrap.linux import PR_SET_DUMPABLE, prctl
+from runwrap.linux import PR_SET_DUMPABLE, RLIMIT_CORE, getrlimit, prctl, setrlimit
 
 # The core limit runwrap was started with, before harden() lowered it; None until harden() ran.
 original_core_limit: tuple[int, int] | None = None
@@ -25,6 +23,6 @@ def harden() -> None:
     global original_core_limit
     prctl(PR_SET_DUMPABLE, 0)
     if original_core_limit is None:
-        original_core_limit = resource.getrlimit(resource.RLIMIT_CORE)
+        original_core_limit = getrlimit(RLIMIT_CORE)
     # Only the soft limit: lowering the hard one too would stop the child from getting its limit back.
-    resource.setrlimit(resource.RLIMIT_CORE, (0, original_core_limit[1]))
+    setrlimit(RLIMIT_CORE, (0, original_core_limit[1]))

@@ -36,13 +36,11 @@ over every read: that is why hex is off unless asked for (README, Performance).
 
 from __future__ import annotations
 
-from bisect import bisect_right
-
 from runwrap.linux import address
 from runwrap.secret import Secret, wipe_bytes
 from runwrap.supervise.mask_lines import FEW_PATTERNS, LineTails
 from runwrap.supervise.mask_patterns import MIN_LEN, dedupe, escape_safe, variants
-from runwrap.supervise.maskviews import WRAP_MAX, zero
+from runwrap.supervise.maskviews import WRAP_MAX, bisect_right, zero
 from runwrap.supervise.memfind import Finder
 
 TYPE_CHECKING = False

@@ -14,9 +14,7 @@ maskviews.zero); the positions it keeps are offsets, not data.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-
-from runwrap.supervise.maskviews import append_escape, zero
+from runwrap.supervise.maskviews import append_escape, bisect_right, zero
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

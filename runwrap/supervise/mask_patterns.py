@@ -14,14 +14,14 @@ counted (`Masker.short_values`) for a warning.
 
 from __future__ import annotations
 
-import binascii
-
 from runwrap.secret import wipe_bytes
 from runwrap.supervise.maskviews import append_escape
 
 MIN_LEN = 4
 
 _B64_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_IN_PYTHON = 768  # longer values take binascii: the loop costs ~1 us per 3 bytes, binascii's import ~0.4 ms
 _HEX_UPPER = b"0123456789ABCDEF"
 _HEX_LOWER = b"0123456789abcdef"
 _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"  # quote never escapes these
@@ -84,7 +84,7 @@ def _base64_fragments(value: bytes | bytearray) -> list[bytearray]:
         total = lead + size
         padded = bytearray(lead + size + (-total) % 3)
         padded[lead:total] = value
-        encoded = binascii.b2a_base64(padded, newline=False)
+        encoded = base64(padded)
         wipe_bytes(padded)
         # Character j of the encoding draws on bytes first_byte(j)..last_byte(j) of `padded`.
         start = (0, 2, 3)[lead]
@@ -95,6 +95,36 @@ def _base64_fragments(value: bytes | bytearray) -> list[bytearray]:
         wipe_bytes(encoded)
         out.append(fragment)
         out.append(fragment.translate(_B64_URLSAFE))
+    return out
+
+
+def base64(data: bytearray) -> bytearray:
+    """binascii.b2a_base64(data, newline=False), the caller's to wipe. Short values in Python, making
+    no int above 255 (those are shared, never freed), so no freed object keeps a piece of the value."""
+    if len(data) > _B64_IN_PYTHON:
+        import binascii
+
+        encoded = binascii.b2a_base64(data, newline=False)
+        out = bytearray(encoded)
+        wipe_bytes(encoded)
+        return out
+    alphabet = _B64_ALPHABET
+    out = bytearray()
+    append = out.append
+    whole = len(data) - len(data) % 3
+    for i in range(0, whole, 3):
+        one, two, three = data[i], data[i + 1], data[i + 2]
+        append(alphabet[one >> 2])
+        append(alphabet[(one & 3) << 4 | two >> 4])
+        append(alphabet[(two & 15) << 2 | three >> 6])
+        append(alphabet[three & 63])
+    if whole < len(data):  # one or two bytes left: '=' padding, as binascii writes it
+        one = data[whole]
+        two = data[whole + 1] if whole + 1 < len(data) else 0
+        append(alphabet[one >> 2])
+        append(alphabet[(one & 3) << 4 | two >> 4])
+        append(alphabet[(two & 15) << 2] if whole + 1 < len(data) else 0x3D)
+        append(0x3D)
     return out
 
 

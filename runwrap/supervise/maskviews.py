@@ -35,6 +35,19 @@ _JSON_SHORT = {0x22: b'\\"', 0x5C: b"\\\\", 0x08: b"\\b", 0x0C: b"\\f", 0x0A: b"
 _HEX_LOWER = b"0123456789abcdef"
 
 
+def bisect_right(items: list[int], x: int) -> int:
+    """bisect.bisect_right for a sorted list of ints: called once per match, so not worth importing
+    `bisect` (~0.4 ms of every launch)."""
+    low, high = 0, len(items)
+    while low < high:
+        middle = (low + high) // 2
+        if x < items[middle]:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def line_kinds(data: bytes | bytearray, start: int, end: int) -> tuple[bool, bool]:
     """Whether data[start:end] (0 <= start, at most WRAP_MAX bytes: a line) is all base64 characters,
     and whether it is all hex digits and blanks."""

@@ -272,11 +272,13 @@ EXEC_PATH_MAY_IMPORT = {
     # JSON through the C accelerator alone (runwrap.json_codec): message headers, key and connections
     # files, the profile cache
     "_json",
-    # libc through _ctypes (runwrap.linux): prctl (not dumpable, subreaper), the signalfd, wiping bytes
+    # libc through _ctypes (runwrap.linux): prctl (not dumpable, subreaper), the signalfd, wiping bytes,
+    # rlimits (not the resource module)
     "_ctypes",
-    # the C socket and the C signal module (not socket.py's or signal.py's enums), and what the
-    # supervisor needs: poll, rlimits, fcntl; the mask's base64 (binascii) and its span search (bisect)
-    "_socket", "_signal", "select", "resource", "errno", "fcntl", "binascii", "bisect", "_bisect",
+    # the C socket and the C signal module (not socket.py's or signal.py's enums), and the
+    # supervisor's poll; not fcntl (one regular file for stdout and stderr only), binascii (values
+    # over 768 bytes only) or bisect (maskviews.bisect_right)
+    "_socket", "_signal", "select", "errno",
     # built in: the collector is off while runwrap starts (runwrap.__main__)
     "gc",
 }

@@ -100,3 +100,40 @@ def test_memmem_is_there_and_finds_in_bytes_and_bytearrays() -> None:
         finder.find_all(absent, linux.address(absent), spans)
         finder.close()
         assert spans == [(1000, 1020)]
+
+
+def _in_a_child(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_rlimits_read_and_set_as_the_resource_module_has_them() -> None:
+    """In a child: setrlimit changes this process's limits (the same numbers as resource's, -1 there
+    being RLIM_INFINITY here)."""
+    out = _in_a_child(
+        "import resource\n"
+        "from runwrap import linux\n"
+        "assert linux.RLIMIT_CORE == resource.RLIMIT_CORE\n"
+        "ours = linux.getrlimit(linux.RLIMIT_CORE)\n"
+        "theirs = resource.getrlimit(resource.RLIMIT_CORE)\n"
+        "assert tuple(linux.RLIM_INFINITY if v == resource.RLIM_INFINITY else v for v in theirs) == ours\n"
+        "linux.setrlimit(linux.RLIMIT_CORE, (0, ours[1]))\n"
+        "assert resource.getrlimit(resource.RLIMIT_CORE)[0] == 0\n"
+        "linux.setrlimit(linux.RLIMIT_CORE, (4096, ours[1]))\n"
+        "assert resource.getrlimit(resource.RLIMIT_CORE)[0] == 4096\n"
+        "linux.setrlimit(linux.RLIMIT_CORE, ours)\n"
+        "assert linux.getrlimit(linux.RLIMIT_CORE) == ours\n"
+        "print('ok')\n")
+    assert out == "ok"
+
+
+def test_a_refused_setrlimit_is_an_oserror_with_its_errno() -> None:
+    out = _in_a_child(
+        "from runwrap import linux\n"
+        "soft, hard = linux.getrlimit(linux.RLIMIT_CORE)\n"
+        "try:\n"
+        "    linux.setrlimit(linux.RLIMIT_CORE, (2, 1))\n"  # soft above hard: EINVAL
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n")
+    assert out == str(errno.EINVAL)

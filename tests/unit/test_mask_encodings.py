@@ -308,3 +308,24 @@ def test_decoded_views_are_zeroed_after_each_read(monkeypatch: pytest.MonkeyPatc
     assert masker.feed(b'{"t": "' + escaped + b'"} {"u": "\\u00e9"}\n') == b'{"t": "***"} {"u": "\\u00e9"}\n'
     assert len(made) == 1
     assert not made[0].view  # zeroed (then emptied) before feed returned
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=900))
+def test_the_patterns_base64_is_binascii_s(data: bytes) -> None:
+    import binascii
+
+    from runwrap.supervise.mask_patterns import base64 as patterns_base64
+
+    assert patterns_base64(bytearray(data)) == binascii.b2a_base64(data, newline=False)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 766, 767, 768, 769, 770, 4096])
+def test_the_patterns_base64_on_both_sides_of_its_python_limit(size: int) -> None:
+    import binascii
+    import os
+
+    from runwrap.supervise.mask_patterns import base64 as patterns_base64
+
+    data = os.urandom(size)
+    assert patterns_base64(bytearray(data)) == binascii.b2a_base64(data, newline=False)

@@ -86,3 +86,13 @@ def test_an_escape_counts_only_if_it_ends_by_the_bound() -> None:
 def test_the_ascii_escape_scan_is_the_regular_expression(data: bytes, size: int) -> None:
     size = min(size, len(data))
     assert ascii_u(data, size) == [match.start() for match in ASCII_U.finditer(data, 0, size)]
+
+
+@given(st.lists(st.integers(-50, 50)), st.integers(-60, 60))
+def test_bisect_right_is_the_standard_librarys(items: list[int], x: int) -> None:
+    import bisect
+
+    from runwrap.supervise.maskviews import bisect_right
+
+    items.sort()
+    assert bisect_right(items, x) == bisect.bisect_right(items, x)
