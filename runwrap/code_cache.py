@@ -41,7 +41,7 @@ else:  # the import system's own classes (what importlib.machinery re-exports), 
     ModuleSpec = sys.modules["_frozen_importlib"].ModuleSpec
     _external = sys.modules["_frozen_importlib_external"]
     PathFinder, SourceFileLoader = _external.PathFinder, _external.SourceFileLoader
-    MAGIC_NUMBER = _external.MAGIC_NUMBER
+    MAGIC_NUMBER = getattr(_external, "MAGIC_NUMBER", None)  # None (a newer Python moved it): no bundle
 
 _FORMAT = 2  # 2: entries say whether they run late
 _SETTLE_NS = 2_000_000_000  # a source is bundled only once its last change is this old
@@ -281,7 +281,7 @@ def load(environ: Mapping[str, str]) -> Recorder | None:
     stale); `stop` forgets them.
     """
     path = bundle_path(environ)
-    if path is None:
+    if path is None or MAGIC_NUMBER is None:
         return None
     entries = read(path) or []
     run([entry for entry in entries if not entry[5]])
