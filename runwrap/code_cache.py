@@ -105,8 +105,9 @@ def bundle_path(environ: Mapping[str, str], package_dir: str = PACKAGE_DIR) -> s
     return os.path.join(root, "code", f"{tag}.bin")
 
 
-def read(path: str, package_dir: str = PACKAGE_DIR) -> list[Entry] | None:
-    """The bundle at `path` if it is ours, private, for this interpreter and every source unchanged."""
+def read_private(path: str, limit: int) -> bytes | None:
+    """The bytes of the file at `path` if it and its folder are ours and private, it is no symlink and
+    holds at most `limit` bytes; else None. How runwrap reads its caches."""
     if not private_dir(os.path.dirname(path)):
         return None
     try:
@@ -118,9 +119,18 @@ def read(path: str, package_dir: str = PACKAGE_DIR) -> list[Entry] | None:
             info = os.fstat(file.fileno())
             if info.st_uid != os.getuid() or info.st_mode & 0o077:
                 return None
-            data = file.read(MAX_BUNDLE_BYTES + 1)
-        if len(data) > MAX_BUNDLE_BYTES:
-            return None
+            data = file.read(limit + 1)
+    except OSError:
+        return None
+    return data if len(data) <= limit else None
+
+
+def read(path: str, package_dir: str = PACKAGE_DIR) -> list[Entry] | None:
+    """The bundle at `path` if it is ours, private, for this interpreter and every source unchanged."""
+    data = read_private(path, MAX_BUNDLE_BYTES)
+    if data is None:
+        return None
+    try:
         header, entries = marshal.loads(data)  # noqa: S302 - our own private file, checked above
         if header != _header(package_dir):
             return None

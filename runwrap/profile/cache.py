@@ -15,7 +15,7 @@ import time
 from types import MappingProxyType
 
 from runwrap import json_codec
-from runwrap.code_cache import cache_root, make_private_dirs, private_dir
+from runwrap.code_cache import cache_root, make_private_dirs, private_dir, read_private
 from runwrap.credential import Query
 from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
 
@@ -66,18 +66,11 @@ def _cache_file(cache: str, key: list[int]) -> str:
 def get(cache: str, info: os.stat_result, path: str | os.PathLike[str]) -> Profile | None:
     """The parsed profile for the file `path` whose fstat is `info`, or None (a miss)."""
     key = key_of(info)
-    if not private_dir(cache):
+    raw = read_private(_cache_file(cache, key), MAX_ENTRY_BYTES)
+    if raw is None:
         return None
     try:
-        fd = os.open(_cache_file(cache, key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        with os.fdopen(fd, "rb") as file:
-            info = os.fstat(file.fileno())
-            if info.st_uid != os.getuid() or info.st_mode & 0o077:
-                return None
-            entry = json_codec.loads(file.read(MAX_ENTRY_BYTES))
+        entry = json_codec.loads(raw)
         if entry.get("format") != _stamp() or entry.get("key") != key:
             return None
         data = entry["profile"]

@@ -55,6 +55,14 @@ def _bundles(env: dict[str, str]) -> list[Path]:
     return sorted((Path(env["RUNWRAP_HOME"]) / "cache" / "code").glob("*.bin"))
 
 
+def _bundled(listener: RunningListener, env: dict[str, str], profile: Path) -> Path:
+    """Two launches (the first may still parse the profile), and the bundle the second one wrote."""
+    _launch(listener, env, profile)
+    _launch(listener, env, profile)
+    (bundle,) = _bundles(env)
+    return bundle
+
+
 def _runwrap_modules(imported: set[str]) -> set[str]:
     return {name for name in imported if name.split(".")[0] == "runwrap"}
 
@@ -80,9 +88,7 @@ def test_the_supervisor_runs_late_while_the_listener_answers_the_handshake(liste
     import marshal
 
     env, profile = home
-    _launch(listener, env, profile)
-    _launch(listener, env, profile)
-    (bundle,) = _bundles(env)
+    bundle = _bundled(listener, env, profile)
     _header, entries = marshal.loads(bundle.read_bytes())
     late = {name for name, *_, is_late in entries if is_late}
     early = {name for name, *_, is_late in entries if not is_late}
@@ -94,9 +100,7 @@ def test_the_supervisor_runs_late_while_the_listener_answers_the_handshake(liste
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "world-readable", "symlink"])
 def test_a_bad_bundle_is_never_run_and_is_replaced(listener, home, damage):
     env, profile = home
-    _launch(listener, env, profile)
-    _launch(listener, env, profile)
-    (bundle,) = _bundles(env)
+    bundle = _bundled(listener, env, profile)
     data = bundle.read_bytes()
     if damage == "garbage":
         bundle.write_bytes(os.urandom(len(data)))
@@ -123,9 +127,7 @@ def test_a_bad_bundle_is_never_run_and_is_replaced(listener, home, damage):
 
 def test_a_bundle_in_a_folder_others_can_write_is_not_run(listener, home):
     env, profile = home
-    _launch(listener, env, profile)
-    _launch(listener, env, profile)
-    (bundle,) = _bundles(env)
+    bundle = _bundled(listener, env, profile)
     bundle.parent.chmod(0o770)
     try:
         _out, imported = _launch(listener, env, profile)
@@ -140,9 +142,7 @@ def test_a_bundle_of_other_sources_is_stale(listener, home, tmp_path):
     import marshal
 
     env, profile = home
-    _launch(listener, env, profile)
-    _launch(listener, env, profile)
-    (bundle,) = _bundles(env)
+    bundle = _bundled(listener, env, profile)
     header, entries = marshal.loads(bundle.read_bytes())
     name, source, is_package, key, code, late = entries[0]
     entries[0] = (name, source, is_package, [key[0], key[1], key[2] - 1, key[3]], code, late)  # an older mtime
@@ -155,9 +155,7 @@ def test_a_bundle_of_other_sources_is_stale(listener, home, tmp_path):
 
 def test_a_launch_that_reads_yaml_adds_nothing_to_the_bundle(listener, home, tmp_path):
     env, profile = home
-    _launch(listener, env, profile)
-    _launch(listener, env, profile)
-    (bundle,) = _bundles(env)
+    bundle = _bundled(listener, env, profile)
     before = bundle.read_bytes()
     fresh = tmp_path / "fresh.yaml"  # too new to be cached: this launch parses YAML
     fresh.write_text(PROFILE)
