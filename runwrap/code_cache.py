@@ -263,13 +263,12 @@ class Recorder:
         folder = os.path.dirname(path)
         temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
         try:
-            data = marshal.dumps([_header(self.package_dir), self.bundled + self.entries])
             make_private_dirs(folder)
             if not private_dir(folder):
                 return
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
+            with os.fdopen(fd, "wb") as file:  # opened first: a home it cannot write costs no marshalling
+                file.write(marshal.dumps([_header(self.package_dir), self.bundled + self.entries]))
             os.replace(temp, path)
         except (OSError, ValueError):  # a full disk, a read-only home; ValueError: marshal
             try:
