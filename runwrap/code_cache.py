@@ -28,7 +28,7 @@ import time
 
 TYPE_CHECKING = False  # not typing's: this module starts every `runwrap PROFILE -- cmd`
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
     from importlib.util import MAGIC_NUMBER
     from types import CodeType, ModuleType
@@ -123,6 +123,27 @@ def read_private(path: str, limit: int) -> bytes | None:
     except OSError:
         return None
     return data if len(data) <= limit else None
+
+
+def write_private(path: str, make: Callable[[], bytes]) -> None:
+    """`make()`'s bytes as the file `path`, 0600 in a private folder (made 0700 if missing), replaced
+    atomically. Best effort, as runwrap writes its caches: a full disk or a folder that is not ours
+    and private leaves things as they were."""
+    folder = os.path.dirname(path)
+    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        make_private_dirs(folder)
+        if not private_dir(folder):
+            return
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(make())
+        os.replace(temp, path)
+    except (OSError, ValueError):  # ValueError: what marshal says of an object it cannot write
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
 
 
 def read(path: str, package_dir: str = PACKAGE_DIR) -> list[Entry] | None:
@@ -259,22 +280,8 @@ class Recorder:
         settled = time.time_ns() - _SETTLE_NS
         if any(entry[3][3] >= settled or entry[3][2] >= settled for entry in self.entries):
             return
-        path = self.path
-        folder = os.path.dirname(path)
-        temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        try:
-            make_private_dirs(folder)
-            if not private_dir(folder):
-                return
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as file:  # opened first: a home it cannot write costs no marshalling
-                file.write(marshal.dumps([_header(self.package_dir), self.bundled + self.entries]))
-            os.replace(temp, path)
-        except (OSError, ValueError):  # a full disk, a read-only home; ValueError: marshal
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+        # made once the file is open: a home it cannot write costs a launch no marshalling
+        write_private(self.path, lambda: marshal.dumps([_header(self.package_dir), self.bundled + self.entries]))
 
 
 # The launch's bundle between `load` and `resume`: the part to run late, and what notes new modules.

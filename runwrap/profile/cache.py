@@ -15,7 +15,7 @@ import time
 from types import MappingProxyType
 
 from runwrap import json_codec
-from runwrap.code_cache import cache_root, make_private_dirs, private_dir, read_private
+from runwrap.code_cache import cache_root, read_private, write_private
 from runwrap.credential import Query
 from runwrap.profile.model import CredentialSpec, FileSpec, Profile, name_of
 
@@ -124,19 +124,4 @@ def put(cache: str, info: os.stat_result, profile: Profile) -> None:
             "on_change": profile.on_change,
         },
     }
-    target = _cache_file(cache, key)
-    folder, name = os.path.split(target)
-    temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
-        make_private_dirs(cache)
-        if not private_dir(cache):
-            return
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(json_codec.dumps(entry))  # what json.dump(entry, file) writes
-        os.replace(temp, target)
-    except OSError:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+    write_private(_cache_file(cache, key), lambda: json_codec.dumps(entry).encode())  # as json.dump writes it
