@@ -206,6 +206,7 @@ class _RecordingLoader(SourceFileLoader):
     def __init__(self, fullname: str, path: str, recorder: Recorder) -> None:
         super().__init__(fullname, path)
         self.recorder = recorder
+        self.noted: tuple[list[int] | None, CodeType | None] = (None, None)  # get_code's key and code
 
     def get_code(self, fullname: str) -> CodeType | None:
         try:
